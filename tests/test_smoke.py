@@ -1,0 +1,2 @@
+def test_packages_import() -> None:
+    import emulator.servicebus  # noqa: F401
