@@ -1,0 +1,61 @@
+"""``python -m emulator.servicebus`` / ``sbemu``: run the emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from .config import ConfigError
+from .emulator import PROJECT_CONFIG, ServiceBusEmulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sbemu", description=__doc__)
+    parser.add_argument("--config", default=str(PROJECT_CONFIG), help="Config.json to load")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5672, help="AMQP port (0 = any free port)")
+    parser.add_argument(
+        "--admin-port", type=int, default=5300, help="health/admin HTTP port (0 = any free port)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    started = time.perf_counter()
+    try:
+        emulator = ServiceBusEmulator.from_config(
+            args.config, host=args.host, port=args.port, admin_port=args.admin_port
+        )
+        emulator.start()
+    except ConfigError as exc:
+        print(f"sbemu: invalid configuration {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sbemu: cannot listen: {exc}", file=sys.stderr)
+        return 3
+    elapsed = time.perf_counter() - started
+    topology = emulator.topology
+    print(f"Service Bus emulator ready in {elapsed:.2f}s", flush=True)
+    print(f"  AMQP:   {emulator.host}:{emulator.port}", flush=True)
+    print(f"  admin:  {emulator.health_url}", flush=True)
+    print(
+        f"  entities: {len(topology.queues)} queue(s), {len(topology.topics)} topic(s), "
+        f"{sum(len(t.subscriptions) for t in topology.topics)} subscription(s)",
+        flush=True,
+    )
+    print(f"  connection string: {emulator.connection_string}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

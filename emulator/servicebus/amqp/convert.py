@@ -1,0 +1,213 @@
+"""Wire messages <-> broker messages.
+
+The bare message is kept as the raw sections the sender encoded, so every property type and body
+kind reaches the receiver byte for byte; only the header and message annotations (broker state)
+are re-encoded on delivery, and properties/application-properties only when a rule action or a
+dead-letter reason changed them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..core.message import BrokerMessage, MessageState
+from .message import (
+    Header,
+    Properties,
+    RawMessage,
+    decode_annotations,
+    decode_application_properties,
+    decode_header,
+    decode_properties,
+    encode_application_properties,
+    encode_header,
+    encode_message_annotations,
+    encode_properties,
+    split_sections,
+)
+from .types import Int, Long, Symbol
+
+SEQUENCE_NUMBER = Symbol("x-opt-sequence-number")
+ENQUEUED_TIME = Symbol("x-opt-enqueued-time")
+LOCKED_UNTIL = Symbol("x-opt-locked-until")
+SCHEDULED_ENQUEUE_TIME = Symbol("x-opt-scheduled-enqueue-time")
+PARTITION_KEY = Symbol("x-opt-partition-key")
+MESSAGE_STATE = Symbol("x-opt-message-state")
+DEAD_LETTER_SOURCE = Symbol("x-opt-deadletter-source")
+ENQUEUE_SEQUENCE_NUMBER = Symbol("x-opt-enqueue-sequence-number")
+LOCK_TOKEN = Symbol("x-opt-lock-token")
+
+_BROKER_ANNOTATIONS = frozenset(
+    {
+        SEQUENCE_NUMBER,
+        ENQUEUED_TIME,
+        LOCKED_UNTIL,
+        MESSAGE_STATE,
+        DEAD_LETTER_SOURCE,
+        ENQUEUE_SEQUENCE_NUMBER,
+        LOCK_TOKEN,
+    }
+)
+
+
+@dataclass(slots=True, frozen=True)
+class WirePayload:
+    """The sender's encoding of one message, shared read-only between fan-out copies."""
+
+    header: Header | None
+    properties: Properties | None
+    properties_raw: bytes
+    application_properties_raw: bytes
+    body_raw: bytes
+    footer_raw: bytes
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return None
+
+
+def _text(value: object) -> object:
+    return str(value) if isinstance(value, str) else value
+
+
+def to_broker_message(raw: bytes) -> BrokerMessage:
+    """Decode what the broker needs from one encoded message (DecodeError on bad input)."""
+    sections: RawMessage = split_sections(raw)
+    header = decode_header(sections.header) if sections.header else None
+    properties = decode_properties(sections.properties) if sections.properties else None
+    annotations = (
+        decode_annotations(sections.message_annotations) if sections.message_annotations else {}
+    )
+    user = (
+        decode_application_properties(sections.application_properties)
+        if sections.application_properties
+        else {}
+    )
+    system: dict[str, object] = {}
+    if properties is not None:
+        for key, value in (
+            ("MessageId", properties.message_id),
+            ("CorrelationId", properties.correlation_id),
+            ("To", properties.to),
+            ("ReplyTo", properties.reply_to),
+            ("Label", properties.subject),
+            ("SessionId", properties.group_id),
+            ("ReplyToSessionId", properties.reply_to_group_id),
+            ("ContentType", properties.content_type),
+        ):
+            if value is not None:
+                system[key] = _text(value)
+    partition_key = annotations.get(PARTITION_KEY)
+    if partition_key is not None:
+        system["PartitionKey"] = str(partition_key)
+    scheduled = _timestamp(annotations.get(SCHEDULED_ENQUEUE_TIME))
+    ttl = header.ttl / 1000.0 if header is not None and header.ttl else None
+    if ttl is not None:
+        system["TimeToLive"] = ttl
+    payload = WirePayload(
+        header=header,
+        properties=properties,
+        properties_raw=sections.properties or b"",
+        application_properties_raw=sections.application_properties or b"",
+        body_raw=sections.body or b"",
+        footer_raw=sections.footer or b"",
+    )
+    sender_annotations = {k: v for k, v in annotations.items() if k not in _BROKER_ANNOTATIONS}
+    return BrokerMessage(
+        payload=payload,
+        system=system,
+        user=dict(user),
+        size=len(raw),
+        time_to_live=ttl,
+        scheduled_enqueue_time=scheduled,
+        annotations=sender_annotations,
+    )
+
+
+_PROPERTY_FIELDS = (
+    ("MessageId", "message_id"),
+    ("CorrelationId", "correlation_id"),
+    ("To", "to"),
+    ("ReplyTo", "reply_to"),
+    ("Label", "subject"),
+    ("SessionId", "group_id"),
+    ("ReplyToSessionId", "reply_to_group_id"),
+    ("ContentType", "content_type"),
+)
+
+
+def _properties_from_system(message: BrokerMessage, original: Properties | None) -> Properties:
+    base = original if original is not None else Properties()
+    values = {attr: message.system.get(key) for key, attr in _PROPERTY_FIELDS}
+    if original is not None:
+        # Keep the original AMQP types (uuid/ulong ids, symbol content type) when unchanged.
+        for key, attr in _PROPERTY_FIELDS:
+            old = getattr(original, attr)
+            if old is not None and _text(old) == values[attr]:
+                values[attr] = old
+    if values["content_type"] is not None and not isinstance(values["content_type"], Symbol):
+        values["content_type"] = Symbol(str(values["content_type"]))
+    return Properties(
+        message_id=values["message_id"],
+        user_id=base.user_id,
+        to=values["to"],
+        subject=values["subject"],
+        reply_to=values["reply_to"],
+        correlation_id=values["correlation_id"],
+        content_type=values["content_type"],
+        content_encoding=base.content_encoding,
+        absolute_expiry_time=base.absolute_expiry_time,
+        creation_time=base.creation_time,
+        group_id=values["group_id"],
+        group_sequence=base.group_sequence,
+        reply_to_group_id=values["reply_to_group_id"],
+    )
+
+
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def encode_for_delivery(message: BrokerMessage, *, locked: bool) -> bytes:
+    """The bytes of a transfer to a receiver: fresh header and annotations, original bare message."""
+    payload = message.payload
+    assert isinstance(payload, WirePayload)
+    original = payload.header
+    header = Header(
+        durable=original.durable if original else False,
+        priority=original.priority if original else 4,
+        ttl=original.ttl if original else None,
+        first_acquirer=original.first_acquirer if original else False,
+        delivery_count=message.delivery_count,
+    )
+    annotations: dict[object, object] = dict(message.annotations)
+    annotations[SEQUENCE_NUMBER] = Long(message.sequence_number)
+    annotations[ENQUEUED_TIME] = _when(message.enqueued_time)
+    if locked and message.lock_token is not None:
+        annotations[LOCKED_UNTIL] = _when(message.locked_until)
+    if message.state is not MessageState.ACTIVE:
+        annotations[MESSAGE_STATE] = Int(int(message.state))
+    if message.scheduled_enqueue_time is not None:
+        annotations[SCHEDULED_ENQUEUE_TIME] = _when(message.scheduled_enqueue_time)
+    if message.dead_letter_source is not None:
+        annotations[DEAD_LETTER_SOURCE] = message.dead_letter_source
+    parts = [encode_header(header), encode_message_annotations(annotations)]
+    if message.modified:
+        parts.append(encode_properties(_properties_from_system(message, payload.properties)))
+        if message.user:
+            parts.append(encode_application_properties(message.user))
+    else:
+        parts.append(payload.properties_raw)
+        parts.append(payload.application_properties_raw)
+    parts.append(payload.body_raw)
+    parts.append(payload.footer_raw)
+    return b"".join(parts)
+
+
+def lock_token_tag(token: uuid.UUID) -> bytes:
+    """Delivery tags carry the lock token in .NET byte order (the SDK reads ``bytes_le``)."""
+    return token.bytes_le

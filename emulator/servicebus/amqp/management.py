@@ -1,0 +1,239 @@
+"""The ``$management`` node: lock renewal, scheduling, peek, deferred receive, settlement.
+
+Each operation is a small function of (broker, entity path, request body) returning a status
+and a map; the connection only routes the request and sends the reply back on the link whose
+address equals the request's reply-to.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..core.broker import Broker
+from ..core.errors import (
+    BrokerError,
+    EntityNotFoundError,
+    MessageLockLostError,
+    MessageNotFoundError,
+    NotSupportedError,
+)
+from ..core.store import ReceiveMode
+from ..topology import AccessRights
+from . import conditions
+from .codec import DecodeError
+from .convert import encode_for_delivery, to_broker_message
+from .requests import Request, encode_response, map_get, parse_request
+from .types import Array, Symbol, long_array, timestamp_array
+
+if TYPE_CHECKING:
+    from .connection import AmqpConnection
+    from .links import Link
+    from .server import AmqpServer
+
+log = logging.getLogger("emulator.servicebus.management")
+
+VENDOR = "com.microsoft:"
+
+
+class ManagementError(Exception):
+    def __init__(self, status: int, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.condition = condition
+        self.description = description
+
+
+Result = tuple[int, dict[str, object] | None]
+Operation = Callable[[Broker, str, object], Result]
+
+
+def _ints(value: object, name: str) -> list[int]:
+    if not isinstance(value, list):
+        raise ManagementError(400, conditions.ARGUMENT_ERROR, f"'{name}' must be an array")
+    return [int(v) for v in value]
+
+
+def _uuids(value: object) -> list[uuid.UUID]:
+    if not isinstance(value, list):
+        raise ManagementError(400, conditions.ARGUMENT_ERROR, "'lock-tokens' must be an array")
+    tokens = []
+    for v in value:
+        if isinstance(v, uuid.UUID):
+            tokens.append(v)
+        else:
+            try:
+                tokens.append(uuid.UUID(str(v)))
+            except ValueError as exc:
+                raise ManagementError(
+                    400, conditions.ARGUMENT_ERROR, f"invalid lock token {v!r}"
+                ) from exc
+    return tokens
+
+
+def renew_lock(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    now = broker.clock.now()
+    expirations = [
+        datetime.fromtimestamp(store.renew_lock(t, now), UTC)
+        for t in _uuids(map_get(body, "lock-tokens"))
+    ]
+    return 200, {"expirations": timestamp_array(expirations)}
+
+
+def schedule_message(broker: Broker, path: str, body: object) -> Result:
+    entries = map_get(body, "messages")
+    if not isinstance(entries, list):
+        raise ManagementError(400, conditions.ARGUMENT_ERROR, "'messages' must be a list")
+    messages = []
+    for entry in entries:
+        raw = map_get(entry, "message")
+        if not isinstance(raw, bytes | bytearray):
+            raise ManagementError(400, conditions.ARGUMENT_ERROR, "each entry needs 'message'")
+        messages.append(to_broker_message(bytes(raw)))
+    for message in messages:
+        if message.scheduled_enqueue_time is None:
+            raise ManagementError(
+                400, conditions.ARGUMENT_ERROR, "a scheduled message needs a scheduled enqueue time"
+            )
+    numbers = broker.schedule(path, messages)
+    return 200, {"sequence-numbers": long_array(numbers)}
+
+
+def cancel_scheduled(broker: Broker, path: str, body: object) -> Result:
+    broker.cancel_scheduled(path, _ints(map_get(body, "sequence-numbers"), "sequence-numbers"))
+    return 200, {}
+
+
+def peek(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    start = int(map_get(body, "from-sequence-number") or 0)  # type: ignore[call-overload]
+    count = int(map_get(body, "message-count") or 1)  # type: ignore[call-overload]
+    found = store.peek(start, count)
+    if not found:
+        return 204, {}
+    return 200, {"messages": [{"message": encode_for_delivery(m, locked=False)} for m in found]}
+
+
+def receive_by_sequence_number(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    numbers = _ints(map_get(body, "sequence-numbers"), "sequence-numbers")
+    settle_mode = int(map_get(body, "receiver-settle-mode") or 0)  # type: ignore[call-overload]
+    mode = ReceiveMode.RECEIVE_AND_DELETE if settle_mode == 0 else ReceiveMode.PEEK_LOCK
+    messages = store.receive_deferred(numbers, broker.clock.now(), mode)
+    out = []
+    for message in messages:
+        entry: dict[str, object] = {"message": encode_for_delivery(message, locked=True)}
+        if message.lock_token is not None:
+            entry["lock-token"] = message.lock_token
+        out.append(entry)
+    return 200, {"messages": out}
+
+
+def update_disposition(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    status = str(map_get(body, "disposition-status") or "")
+    tokens = _uuids(map_get(body, "lock-tokens"))
+    raw_props = map_get(body, "properties-to-modify")
+    properties = {str(k): v for k, v in raw_props.items()} if isinstance(raw_props, dict) else {}
+    now = broker.clock.now()
+    for token in tokens:
+        if status == "completed":
+            store.complete(token, now)
+        elif status == "abandoned":
+            store.abandon(token, now, properties)
+        elif status == "defered":
+            store.defer(token, now, properties)
+        elif status == "suspended":
+            reason = map_get(body, "deadletter-reason")
+            description = map_get(body, "deadletter-description")
+            store.dead_letter(
+                token,
+                now,
+                str(reason) if reason is not None else None,
+                str(description) if description is not None else None,
+                properties,
+            )
+        else:
+            raise ManagementError(
+                400, conditions.ARGUMENT_ERROR, f"unknown disposition-status {status!r}"
+            )
+    return 200, {}
+
+
+OPERATIONS: dict[str, tuple[Operation, AccessRights]] = {
+    VENDOR + "renew-lock": (renew_lock, AccessRights.LISTEN),
+    VENDOR + "schedule-message": (schedule_message, AccessRights.SEND),
+    VENDOR + "cancel-scheduled-message": (cancel_scheduled, AccessRights.SEND),
+    VENDOR + "peek-message": (peek, AccessRights.LISTEN),
+    VENDOR + "receive-by-sequence-number": (receive_by_sequence_number, AccessRights.LISTEN),
+    VENDOR + "update-disposition": (update_disposition, AccessRights.LISTEN),
+}
+
+_STATUS_FOR_ERROR: dict[type[BrokerError], tuple[int, str]] = {
+    MessageLockLostError: (410, conditions.MESSAGE_LOCK_LOST),
+    MessageNotFoundError: (404, conditions.MESSAGE_NOT_FOUND),
+    EntityNotFoundError: (404, conditions.NOT_FOUND),
+    NotSupportedError: (501, "amqp:not-implemented"),
+}
+
+
+class ManagementNode:
+    def __init__(self, server: AmqpServer) -> None:
+        self.server = server
+
+    def handle(self, connection: AmqpConnection, link: Link, raw: bytes) -> None:
+        try:
+            request = parse_request(raw)
+        except DecodeError as exc:
+            log.warning("malformed $management request on %s: %s", link.entity_path, exc)
+            return
+        status, condition, description, body = self.execute(connection, link.entity_path, request)
+        reply_to = request.properties.reply_to
+        reply_link = connection.find_link(link.session, str(reply_to or link.address))
+        if reply_link is None:
+            log.warning("no reply link for $management request on %s", link.entity_path)
+            return
+        extra = {"errorCondition": Symbol(condition)} if condition else None
+        connection.send_reply(
+            reply_link,
+            encode_response(
+                request,
+                status,
+                description,
+                body if body is not None else {},
+                status_code_key="statusCode",
+                status_description_key="statusDescription",
+                extra_properties=extra,
+            ),
+        )
+
+    def execute(
+        self, connection: AmqpConnection, path: str, request: Request
+    ) -> tuple[int, str | None, str, dict[str, object] | None]:
+        operation = str(request.prop("operation") or "")
+        entry = OPERATIONS.get(operation)
+        if entry is None:
+            return 501, "amqp:not-implemented", f"operation {operation!r} is not supported", None
+        handler, needed = entry
+        rights = connection.rights_for(path)
+        if rights is None or not rights & needed:
+            return 401, conditions.UNAUTHORIZED, f"Unauthorized access for {operation}.", None
+        try:
+            status, body = handler(self.server.broker, path, request.body)
+        except ManagementError as exc:
+            return exc.status, exc.condition, exc.description, None
+        except DecodeError as exc:
+            return 400, conditions.ARGUMENT_ERROR, f"malformed message: {exc}", None
+        except BrokerError as exc:
+            code, condition = _STATUS_FOR_ERROR.get(type(exc), (400, conditions.ARGUMENT_ERROR))
+            return code, condition, str(exc), None
+        except (TypeError, ValueError) as exc:
+            return 400, conditions.ARGUMENT_ERROR, f"bad request: {exc}", None
+        return status, None, "OK" if status == 200 else "No Content", body
+
+
+__all__ = ["OPERATIONS", "Array", "ManagementNode"]

@@ -1,0 +1,119 @@
+"""The AMQP listener: accepts connections and keeps deliveries and timers moving.
+
+Everything runs on one asyncio loop, so the broker core needs no locks. Broker events
+(a message became available) only mark links as wanting a pump; the pumps run once per loop
+turn, after the frame that caused them has been handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..core.broker import Broker
+from ..topology import NamespaceTopology
+from .cbs import CbsNode
+from .connection import AmqpConnection
+from .links import Link, Session
+from .management import ManagementNode
+
+log = logging.getLogger("emulator.servicebus.amqp")
+
+
+class AmqpServer:
+    def __init__(self, broker: Broker, topology: NamespaceTopology) -> None:
+        self.broker = broker
+        self.topology = topology
+        self.namespace = topology.name
+        self.cbs = CbsNode(self)
+        self.management = ManagementNode(self)
+        self.connections: set[AmqpConnection] = set()
+        self._pending: dict[int, tuple[AmqpConnection, Link]] = {}
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(lambda: AmqpConnection(self), host, port)
+        bound = self._server.sockets[0].getsockname()[1]
+        self.after_activity()
+        return int(bound)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for connection in list(self.connections):
+            connection.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # -- pumping -------------------------------------------------------------------------------
+
+    def want_pump(self, connection: AmqpConnection, link: Link) -> None:
+        self._pending[id(link)] = (connection, link)
+        self._schedule_flush()
+
+    def want_pump_session(self, connection: AmqpConnection, session: Session) -> None:
+        for link in session.links.values():
+            if link.is_sender and link.store is not None:
+                self._pending[id(link)] = (connection, link)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        # A pump can make more messages available elsewhere (lapsed locks): loop until quiet.
+        for _ in range(100):
+            if not self._pending:
+                break
+            pending = list(self._pending.values())
+            self._pending.clear()
+            for connection, link in pending:
+                if not connection.closed and not link.closed:
+                    try:
+                        connection.pump(link)
+                    except Exception:
+                        log.exception("pump failed on %s", link.entity_path)
+                        connection.close("amqp:internal-error", "internal error in the emulator")
+        self._rearm_timer()
+
+    def after_activity(self) -> None:
+        """Called after every input: pumps run on the next turn, then the timer is re-armed."""
+        self._schedule_flush()
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def process_due(self) -> None:
+        """Apply everything due now; called by the timer and after the clock is advanced."""
+        self.broker.process_due()
+        for connection in list(self.connections):
+            for session in connection.sessions.values():
+                self.want_pump_session(connection, session)
+        self._schedule_flush()
+
+    def _rearm_timer(self) -> None:
+        if self._loop is None:
+            return
+        deadline = self.broker.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self.broker.clock.now()) + 0.001
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.process_due()

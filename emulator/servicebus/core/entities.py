@@ -1,0 +1,281 @@
+"""Queues, topics and subscriptions: who owns which store, and how a topic fans out."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..sqlfilter import (
+    FALSE_FILTER,
+    TRUE_FILTER,
+    CorrelationFilter,
+    Filter,
+    MessageView,
+    RuleAction,
+    compile_action,
+    compile_filter,
+)
+from ..topology import (
+    CorrelationFilterSpec,
+    FalseFilterSpec,
+    FilterSpec,
+    QueueDescription,
+    RuleDescription,
+    SqlFilterSpec,
+    SubscriptionDescription,
+    TopicDescription,
+    TrueFilterSpec,
+)
+from .message import BrokerMessage, MessageState
+from .store import MessageStore, StorePolicy
+
+DEAD_LETTER_SUFFIX = "$DeadLetterQueue"
+TRANSFER_DEAD_LETTER_SUFFIX = "$Transfer/$DeadLetterQueue"
+
+
+def _stores(path: str, policy: StorePolicy) -> tuple[MessageStore, MessageStore, MessageStore]:
+    """An entity's main store with its dead-letter and transfer dead-letter sub-queues."""
+    dlq_policy = StorePolicy(
+        lock_duration=policy.lock_duration, max_delivery_count=None, expires_messages=False
+    )
+    dead_letter = MessageStore(f"{path}/{DEAD_LETTER_SUFFIX}", dlq_policy)
+    transfer_dead_letter = MessageStore(f"{path}/{TRANSFER_DEAD_LETTER_SUFFIX}", dlq_policy)
+    main = MessageStore(path, policy, dead_letter)
+    return main, dead_letter, transfer_dead_letter
+
+
+class SequenceCounter:
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last += 1
+        return self._last
+
+
+class Queue:
+    def __init__(self, description: QueueDescription) -> None:
+        self.description = description
+        self.name = description.name
+        self.sequence = SequenceCounter()
+        self.store, self.dead_letter, self.transfer_dead_letter = _stores(
+            description.name,
+            StorePolicy(
+                lock_duration=description.lock_duration.total_seconds(),
+                max_delivery_count=description.max_delivery_count,
+                default_time_to_live=description.default_message_time_to_live.total_seconds(),
+                dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+            ),
+        )
+        self.created_at = 0.0
+
+    @property
+    def max_message_size(self) -> int:
+        return self.description.max_message_size_bytes
+
+    def accept(self, message: BrokerMessage, now: float) -> int:
+        message.sequence_number = self.sequence.next()
+        if message.scheduled_enqueue_time is not None and message.scheduled_enqueue_time > now:
+            message.state = MessageState.SCHEDULED
+        self.store.enqueue(message, now)
+        return message.sequence_number
+
+    def cancel_scheduled(self, sequence_numbers: list[int]) -> None:
+        self.store.cancel_scheduled(sequence_numbers)
+
+    def stores(self) -> list[MessageStore]:
+        return [self.store, self.dead_letter, self.transfer_dead_letter]
+
+
+def compile_rule_filter(spec: FilterSpec) -> Filter:
+    if isinstance(spec, SqlFilterSpec):
+        return compile_filter(spec.expression)
+    if isinstance(spec, CorrelationFilterSpec):
+        return CorrelationFilter(
+            correlation_id=spec.correlation_id,
+            message_id=spec.message_id,
+            to=spec.to,
+            reply_to=spec.reply_to,
+            label=spec.label,
+            session_id=spec.session_id,
+            reply_to_session_id=spec.reply_to_session_id,
+            content_type=spec.content_type,
+            properties=dict(spec.properties),
+        )
+    if isinstance(spec, TrueFilterSpec):
+        return TRUE_FILTER
+    if isinstance(spec, FalseFilterSpec):
+        return FALSE_FILTER
+    raise TypeError(f"unknown filter specification {spec!r}")
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    description: RuleDescription
+    filter: Filter
+    action: RuleAction | None
+
+    @classmethod
+    def compile(cls, description: RuleDescription) -> CompiledRule:
+        action = compile_action(description.action) if description.action else None
+        return cls(description, compile_rule_filter(description.filter), action)
+
+
+class Subscription:
+    def __init__(self, topic: Topic, description: SubscriptionDescription) -> None:
+        self.topic = topic
+        self.description = description
+        self.name = description.name
+        self.path = f"{topic.name}/Subscriptions/{description.name}"
+        self.rules: list[CompiledRule] = [CompiledRule.compile(r) for r in description.rules]
+        self.store, self.dead_letter, self.transfer_dead_letter = _stores(
+            self.path,
+            StorePolicy(
+                lock_duration=description.lock_duration.total_seconds(),
+                max_delivery_count=description.max_delivery_count,
+                default_time_to_live=description.default_message_time_to_live.total_seconds(),
+                dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+            ),
+        )
+        self.created_at = 0.0
+
+    def select(self, message: BrokerMessage, view: MessageView) -> list[BrokerMessage]:
+        """The copies this subscription takes: one for all matching plain rules, one per action."""
+        copies: list[BrokerMessage] = []
+        plain_matched = False
+        for rule in self.rules:
+            if rule.action is None:
+                if not plain_matched and rule.filter.matches(view):
+                    plain_matched = True
+                    copies.append(message.copy())
+                continue
+            if rule.filter.matches(view):
+                copy = message.copy()
+                copy_view = MessageView(system=dict(view.system), user=copy.user)
+                rule.action.apply(copy_view)
+                copy.system = {k: v for k, v in copy_view.system.items() if k in _ON_THE_WIRE}
+                copy.user["RuleName"] = rule.description.name
+                copy.modified = True
+                copies.append(copy)
+        return copies
+
+    def stores(self) -> list[MessageStore]:
+        return [self.store, self.dead_letter, self.transfer_dead_letter]
+
+
+# System properties carried by the message itself (the rest are broker state).
+_ON_THE_WIRE = frozenset(
+    {
+        "MessageId",
+        "CorrelationId",
+        "To",
+        "ReplyTo",
+        "Label",
+        "SessionId",
+        "ReplyToSessionId",
+        "ContentType",
+        "TimeToLive",
+        "ScheduledEnqueueTimeUtc",
+        "PartitionKey",
+    }
+)
+
+
+@dataclass(slots=True)
+class TopicCounters:
+    accepted: int = 0
+    unrouted: int = 0
+
+
+class Topic:
+    def __init__(self, description: TopicDescription) -> None:
+        self.description = description
+        self.name = description.name
+        self.sequence = SequenceCounter()
+        self.subscriptions: dict[str, Subscription] = {}
+        self.counters = TopicCounters()
+        self._scheduled: dict[int, BrokerMessage] = {}
+        self._scheduled_heap: list[tuple[float, int]] = []
+        self.created_at = 0.0
+        self.updated_at = 0.0
+        for sub in description.subscriptions:
+            self.add_subscription(sub)
+
+    @property
+    def max_message_size(self) -> int:
+        return self.description.max_message_size_bytes
+
+    def add_subscription(self, description: SubscriptionDescription) -> Subscription:
+        subscription = Subscription(self, description)
+        self.subscriptions[description.name.casefold()] = subscription
+        return subscription
+
+    def subscription(self, name: str) -> Subscription | None:
+        return self.subscriptions.get(name.casefold())
+
+    @property
+    def scheduled_count(self) -> int:
+        return len(self._scheduled)
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(m.size for m in self._scheduled.values())
+
+    def accept(self, message: BrokerMessage, now: float) -> int:
+        message.sequence_number = self.sequence.next()
+        self.counters.accepted += 1
+        self.updated_at = now
+        if message.scheduled_enqueue_time is not None and message.scheduled_enqueue_time > now:
+            message.state = MessageState.SCHEDULED
+            self._scheduled[message.sequence_number] = message
+            heapq.heappush(
+                self._scheduled_heap, (message.scheduled_enqueue_time, message.sequence_number)
+            )
+        else:
+            self._route(message, now)
+        return message.sequence_number
+
+    def _route(self, message: BrokerMessage, now: float) -> None:
+        message.state = MessageState.ACTIVE
+        system = dict(message.system)
+        system["SequenceNumber"] = message.sequence_number
+        system["EnqueuedTimeUtc"] = datetime.fromtimestamp(now, UTC)
+        system["Size"] = message.size
+        view = MessageView(system=system, user=message.user)
+        routed = False
+        for subscription in self.subscriptions.values():
+            for copy in subscription.select(message, view):
+                subscription.store.enqueue(copy, now)
+                routed = True
+        if not routed:
+            self.counters.unrouted += 1
+
+    def cancel_scheduled(self, sequence_numbers: list[int]) -> None:
+        for seq in sequence_numbers:
+            self._scheduled.pop(seq, None)
+
+    def process_due(self, now: float) -> None:
+        while self._scheduled_heap and self._scheduled_heap[0][0] <= now:
+            _, seq = heapq.heappop(self._scheduled_heap)
+            message = self._scheduled.pop(seq, None)
+            if message is not None:
+                self._route(message, now)
+
+    def next_deadline(self) -> float | None:
+        while self._scheduled_heap and self._scheduled_heap[0][1] not in self._scheduled:
+            heapq.heappop(self._scheduled_heap)
+        return self._scheduled_heap[0][0] if self._scheduled_heap else None
+
+    def stores(self) -> list[MessageStore]:
+        return [s for sub in self.subscriptions.values() for s in sub.stores()]
+
+
+@dataclass
+class ResolvedPath:
+    """What a link address names: an entity, and for receivers the store to read from."""
+
+    entity: Queue | Topic | Subscription
+    store: MessageStore | None = None
+    sub_queue: str | None = None
+    extra: list[str] = field(default_factory=list)

@@ -1,0 +1,406 @@
+"""One receivable message log: a queue, a subscription, or one of their dead-letter sub-queues.
+
+All state changes happen here, driven by the caller's ``now``; nothing in this module reads a
+clock or does I/O. Heaps are cleaned lazily: an entry whose message moved on is skipped when
+it reaches the top, which keeps every operation O(log n).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import MessageLockLostError, MessageNotFoundError
+from .message import (
+    DEAD_LETTER_DESCRIPTION,
+    DEAD_LETTER_REASON,
+    MAX_DELIVERY_COUNT_EXCEEDED,
+    TTL_EXPIRED,
+    BrokerMessage,
+    MessageState,
+)
+
+
+class ReceiveMode(enum.Enum):
+    PEEK_LOCK = "peek-lock"
+    RECEIVE_AND_DELETE = "receive-and-delete"
+
+
+@dataclass(frozen=True, slots=True)
+class StorePolicy:
+    """The entity settings a store obeys (taken from its queue/subscription description)."""
+
+    lock_duration: float = 60.0
+    max_delivery_count: int | None = 10
+    """None for dead-letter sub-queues, which never dead-letter again."""
+    default_time_to_live: float = math.inf
+    dead_letter_on_expiration: bool = False
+    expires_messages: bool = True
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """Operation counts; the control API and the load tests read them."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    dead_lettered: int = 0
+    expired: int = 0
+    lock_expirations: int = 0
+
+
+class MessageStore:
+    def __init__(
+        self,
+        path: str,
+        policy: StorePolicy,
+        dead_letter: MessageStore | None = None,
+    ) -> None:
+        self.path = path
+        self.policy = policy
+        self.dead_letter = dead_letter
+        self.messages: dict[int, BrokerMessage] = {}
+        self.counters = StoreCounters()
+        self._available: list[int] = []
+        self._locks: dict[uuid.UUID, BrokerMessage] = {}
+        self._lock_heap: list[tuple[float, uuid.UUID]] = []
+        self._scheduled: list[tuple[float, int]] = []
+        self._expiry: list[tuple[float, int]] = []
+        self._listeners: list[Callable[[MessageStore], None]] = []
+        self.accessed_at = 0.0
+        self.updated_at = 0.0
+
+    # -- observers ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[MessageStore], None]) -> None:
+        """Called whenever a message becomes available, so waiting receivers get it."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[MessageStore], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
+
+    # -- counts --------------------------------------------------------------------------------
+
+    def count(self, state: MessageState | None = None) -> int:
+        if state is None:
+            return len(self.messages)
+        return sum(1 for m in self.messages.values() if m.state is state)
+
+    @property
+    def active_count(self) -> int:
+        return self.count(MessageState.ACTIVE)
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(m.size for m in self.messages.values())
+
+    # -- enqueue -------------------------------------------------------------------------------
+
+    def enqueue(self, message: BrokerMessage, now: float) -> None:
+        """Add a message that already carries its sequence number."""
+        message.enqueued_time = now
+        message.lock_token = None
+        message.expires_at = math.inf
+        self.messages[message.sequence_number] = message
+        self.counters.enqueued += 1
+        self.updated_at = now
+        if message.state is MessageState.SCHEDULED:
+            assert message.scheduled_enqueue_time is not None
+            heapq.heappush(self._scheduled, (message.scheduled_enqueue_time, message.sequence_number))
+            return
+        if message.state is MessageState.ACTIVE:
+            self._start_time_to_live(message, now)
+            heapq.heappush(self._available, message.sequence_number)
+            self._notify()
+
+    def _start_time_to_live(self, message: BrokerMessage, now: float) -> None:
+        """A message's TTL runs from when it becomes active, capped by the entity default."""
+        if not self.policy.expires_messages:
+            return
+        ttl = self.policy.default_time_to_live
+        if message.time_to_live is not None and message.time_to_live > 0:
+            ttl = min(ttl, message.time_to_live)
+        message.expires_at = now + ttl
+        if ttl != math.inf:
+            heapq.heappush(self._expiry, (message.expires_at, message.sequence_number))
+
+    # -- receive -------------------------------------------------------------------------------
+
+    def has_available(self, now: float) -> bool:
+        return self._peek_available(now) is not None
+
+    def _peek_available(self, now: float) -> BrokerMessage | None:
+        while self._available:
+            seq = self._available[0]
+            message = self.messages.get(seq)
+            if (
+                message is None
+                or message.state is not MessageState.ACTIVE
+                or message.lock_token is not None
+            ):
+                heapq.heappop(self._available)
+                continue
+            if message.expires_at <= now:
+                heapq.heappop(self._available)
+                self._expire(message, now)
+                continue
+            return message
+        return None
+
+    def receive(self, max_count: int, now: float, mode: ReceiveMode) -> list[BrokerMessage]:
+        """Hand out up to ``max_count`` messages in sequence order, locking or removing them."""
+        out: list[BrokerMessage] = []
+        while len(out) < max_count:
+            message = self._peek_available(now)
+            if message is None:
+                break
+            heapq.heappop(self._available)
+            out.append(self._hand_out(message, now, mode))
+        if out:
+            self.accessed_at = now
+        return out
+
+    def _hand_out(self, message: BrokerMessage, now: float, mode: ReceiveMode) -> BrokerMessage:
+        self.counters.delivered += 1
+        if mode is ReceiveMode.RECEIVE_AND_DELETE:
+            del self.messages[message.sequence_number]
+            message.lock_token = None
+            return message
+        token = uuid.uuid4()
+        message.lock_token = token
+        message.locked_until = now + self.policy.lock_duration
+        self._locks[token] = message
+        heapq.heappush(self._lock_heap, (message.locked_until, token))
+        return message
+
+    def receive_deferred(
+        self, sequence_numbers: Iterable[int], now: float, mode: ReceiveMode
+    ) -> list[BrokerMessage]:
+        wanted = list(sequence_numbers)
+        found: list[BrokerMessage] = []
+        for seq in wanted:
+            message = self.messages.get(seq)
+            if message is None or message.state is not MessageState.DEFERRED:
+                raise MessageNotFoundError(
+                    f"Failed to lock one or more specified messages. "
+                    f"The message with sequence number {seq} is not deferred in '{self.path}'."
+                )
+            if message.lock_token is not None:
+                raise MessageNotFoundError(
+                    f"The deferred message with sequence number {seq} is already locked."
+                )
+            found.append(message)
+        return [self._hand_out(m, now, mode) for m in found]
+
+    # -- settlement ----------------------------------------------------------------------------
+
+    def locked(self, token: uuid.UUID, now: float) -> BrokerMessage:
+        """The message held by ``token``; raises if the lock is unknown or has lapsed."""
+        message = self._locks.get(token)
+        if message is None or message.lock_token != token:
+            raise MessageLockLostError(
+                "The lock supplied is invalid. Either the lock expired, or the message has "
+                "already been removed from the queue."
+            )
+        if message.locked_until <= now:
+            self._lock_expired(message, now)
+            raise MessageLockLostError(
+                "The lock supplied is invalid. Either the lock expired, or the message has "
+                "already been removed from the queue."
+            )
+        return message
+
+    def owns_lock(self, token: uuid.UUID) -> bool:
+        return token in self._locks
+
+    def _unlock(self, message: BrokerMessage) -> None:
+        if message.lock_token is not None:
+            self._locks.pop(message.lock_token, None)
+            message.lock_token = None
+
+    def complete(self, token: uuid.UUID, now: float) -> None:
+        message = self.locked(token, now)
+        self._unlock(message)
+        del self.messages[message.sequence_number]
+        self.counters.completed += 1
+        self.updated_at = now
+
+    def abandon(
+        self, token: uuid.UUID, now: float, properties: dict[str, object] | None = None
+    ) -> None:
+        message = self.locked(token, now)
+        message.set_user_properties(properties or {})
+        self._return(message, now, count_delivery=True)
+        self.counters.abandoned += 1
+
+    def release(self, token: uuid.UUID, now: float) -> None:
+        """Unlock without counting a delivery (an idle receiver handing back prefetched work)."""
+        message = self.locked(token, now)
+        self._return(message, now, count_delivery=False)
+
+    def defer(
+        self, token: uuid.UUID, now: float, properties: dict[str, object] | None = None
+    ) -> None:
+        message = self.locked(token, now)
+        message.set_user_properties(properties or {})
+        self._unlock(message)
+        message.state = MessageState.DEFERRED
+        self.updated_at = now
+
+    def dead_letter(
+        self,
+        token: uuid.UUID,
+        now: float,
+        reason: str | None = None,
+        description: str | None = None,
+        properties: dict[str, object] | None = None,
+    ) -> None:
+        message = self.locked(token, now)
+        message.set_user_properties(properties or {})
+        self._unlock(message)
+        self._move_to_dead_letter(message, now, reason, description)
+
+    def renew_lock(self, token: uuid.UUID, now: float) -> float:
+        message = self.locked(token, now)
+        message.locked_until = now + self.policy.lock_duration
+        heapq.heappush(self._lock_heap, (message.locked_until, token))
+        return message.locked_until
+
+    def _return(self, message: BrokerMessage, now: float, *, count_delivery: bool) -> None:
+        """Put a locked message back, dead-lettering it once it ran out of deliveries."""
+        self._unlock(message)
+        if count_delivery and self.policy.max_delivery_count is not None:
+            message.delivery_count += 1
+            if message.delivery_count >= self.policy.max_delivery_count:
+                self._move_to_dead_letter(
+                    message,
+                    now,
+                    MAX_DELIVERY_COUNT_EXCEEDED,
+                    f"Message could not be consumed after {self.policy.max_delivery_count} "
+                    "delivery attempts.",
+                )
+                return
+        elif count_delivery:
+            message.delivery_count += 1
+        self.updated_at = now
+        if message.state is MessageState.ACTIVE:
+            heapq.heappush(self._available, message.sequence_number)
+            self._notify()
+
+    def _move_to_dead_letter(
+        self, message: BrokerMessage, now: float, reason: str | None, description: str | None
+    ) -> None:
+        self.messages.pop(message.sequence_number, None)
+        self.updated_at = now
+        if self.dead_letter is None:
+            return
+        extra: dict[str, object] = {}
+        if reason is not None:
+            extra[DEAD_LETTER_REASON] = reason
+        if description is not None:
+            extra[DEAD_LETTER_DESCRIPTION] = description
+        message.set_user_properties(extra)
+        message.state = MessageState.ACTIVE
+        self.counters.dead_lettered += 1
+        enqueued = message.enqueued_time
+        self.dead_letter.enqueue(message, now)
+        message.enqueued_time = enqueued
+
+    # -- peek / scheduled ------------------------------------------------------------------------
+
+    def peek(self, from_sequence_number: int, count: int) -> list[BrokerMessage]:
+        """Messages in sequence order from ``from_sequence_number``, without changing state."""
+        seqs = sorted(s for s in self.messages if s >= from_sequence_number)[:count]
+        return [self.messages[s] for s in seqs]
+
+    def cancel_scheduled(self, sequence_numbers: Iterable[int]) -> None:
+        for seq in sequence_numbers:
+            message = self.messages.get(seq)
+            if message is not None and message.state is MessageState.SCHEDULED:
+                del self.messages[seq]
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def _lock_expired(self, message: BrokerMessage, now: float) -> None:
+        self.counters.lock_expirations += 1
+        if message.state is MessageState.DEFERRED:
+            self._unlock(message)
+            message.delivery_count += 1
+            return
+        self._return(message, now, count_delivery=True)
+
+    def _expire(self, message: BrokerMessage, now: float) -> None:
+        self.counters.expired += 1
+        if self.policy.dead_letter_on_expiration:
+            self._move_to_dead_letter(
+                message, now, TTL_EXPIRED, "The message expired and was dead lettered."
+            )
+        else:
+            self.messages.pop(message.sequence_number, None)
+
+    def process_due(self, now: float) -> None:
+        """Apply everything whose time has come: schedules, lapsed locks, expired TTLs."""
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, seq = heapq.heappop(self._scheduled)
+            message = self.messages.get(seq)
+            if message is not None and message.state is MessageState.SCHEDULED:
+                message.state = MessageState.ACTIVE
+                message.enqueued_time = now
+                self._start_time_to_live(message, now)
+                heapq.heappush(self._available, seq)
+                self._notify()
+        while self._lock_heap and self._lock_heap[0][0] <= now:
+            until, token = heapq.heappop(self._lock_heap)
+            message = self._locks.get(token)
+            if message is not None and message.locked_until <= now:
+                self._lock_expired(message, now)
+        while self._expiry and self._expiry[0][0] <= now:
+            _, seq = heapq.heappop(self._expiry)
+            message = self.messages.get(seq)
+            if message is None or message.expires_at > now:
+                continue
+            if message.lock_token is not None:
+                # A locked message expires once its lock is given up; look again then.
+                heapq.heappush(self._expiry, (message.locked_until, seq))
+                continue
+            self._expire(message, now)
+
+    def next_deadline(self) -> float | None:
+        candidates: list[float] = []
+        if self._scheduled:
+            candidates.append(self._scheduled[0][0])
+        while self._lock_heap:
+            until, token = self._lock_heap[0]
+            message = self._locks.get(token)
+            if message is None or message.locked_until != until:
+                heapq.heappop(self._lock_heap)
+                continue
+            candidates.append(until)
+            break
+        while self._expiry:
+            at, seq = self._expiry[0]
+            if seq not in self.messages:
+                heapq.heappop(self._expiry)
+                continue
+            candidates.append(at)
+            break
+        return min(candidates) if candidates else None
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self._available.clear()
+        self._locks.clear()
+        self._lock_heap.clear()
+        self._scheduled.clear()
+        self._expiry.clear()
