@@ -148,7 +148,7 @@ class ServiceBusEmulator:
     # -- running code on the emulator's loop ------------------------------------------------------
 
     def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` on the emulator's loop (where the broker lives) and return its result."""
+        """Run ``function`` on the emulator's loop (where the broker lives); return its result."""
         loop = self._loop
         if loop is None:
             return function()

@@ -15,7 +15,9 @@ from emulator.servicebus.core.store import MessageStore, ReceiveMode, StorePolic
 def make_store(**policy: object) -> MessageStore:
     settings = {"lock_duration": 30.0, "max_delivery_count": 3}
     settings.update(policy)
-    dlq = MessageStore("q/$DeadLetterQueue", StorePolicy(max_delivery_count=None, expires_messages=False))
+    dlq = MessageStore(
+        "q/$DeadLetterQueue", StorePolicy(max_delivery_count=None, expires_messages=False)
+    )
     return MessageStore("q", StorePolicy(**settings), dlq)  # type: ignore[arg-type]
 
 
@@ -56,8 +58,8 @@ def test_lock_expiry_redelivers_with_incremented_count_then_dead_letters() -> No
         with pytest.raises(MessageLockLostError):
             store.complete(token, clock.now())  # type: ignore[arg-type]
     assert store.count() == 0
-    assert store.dead_letter is not None
-    (dead,) = store.dead_letter.receive(1, clock.now(), ReceiveMode.PEEK_LOCK)
+    assert store.dead_letter_store is not None
+    (dead,) = store.dead_letter_store.receive(1, clock.now(), ReceiveMode.PEEK_LOCK)
     assert dead.user["DeadLetterReason"] == "MaxDeliveryCountExceeded"
 
 
@@ -79,21 +81,27 @@ def test_ttl_dead_letters_or_drops_per_entity_setting() -> None:
     drop.enqueue(msg(time_to_live=10.0), clock.now())
     clock.advance(11)
     drop.process_due(clock.now())
-    assert drop.count() == 0 and drop.dead_letter is not None and drop.dead_letter.count() == 0
+    assert (
+        drop.count() == 0
+        and drop.dead_letter_store is not None
+        and drop.dead_letter_store.count() == 0
+    )
     keep.process_due(clock.now())
     assert keep.count() == 1
     clock.advance(50)
     keep.process_due(clock.now())
     assert keep.count() == 0
-    assert keep.dead_letter is not None
-    (dead,) = keep.dead_letter.peek(0, 10)
+    assert keep.dead_letter_store is not None
+    (dead,) = keep.dead_letter_store.peek(0, 10)
     assert dead.user["DeadLetterReason"] == "TTLExpiredException"
     assert dead.expires_at == math.inf
 
 
 def test_locked_message_expires_only_after_its_lock_is_given_up() -> None:
     clock = ManualClock()
-    store = make_store(default_time_to_live=10.0, dead_letter_on_expiration=True, lock_duration=60.0)
+    store = make_store(
+        default_time_to_live=10.0, dead_letter_on_expiration=True, lock_duration=60.0
+    )
     store.enqueue(msg(), clock.now())
     (got,) = store.receive(1, clock.now(), ReceiveMode.PEEK_LOCK)
     clock.advance(20)
@@ -101,7 +109,7 @@ def test_locked_message_expires_only_after_its_lock_is_given_up() -> None:
     assert store.count() == 1  # still locked
     store.abandon(got.lock_token, clock.now())  # type: ignore[arg-type]
     assert store.receive(1, clock.now(), ReceiveMode.PEEK_LOCK) == []
-    assert store.dead_letter is not None and store.dead_letter.count() == 1
+    assert store.dead_letter_store is not None and store.dead_letter_store.count() == 1
 
 
 def test_scheduled_message_becomes_available_when_due() -> None:

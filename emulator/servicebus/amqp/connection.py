@@ -181,7 +181,9 @@ class AmqpConnection(asyncio.Protocol):
         else:
             # Answer with the header we speak, then hang up, as the spec asks.
             self.write(AMQP_HEADER)
-            raise ProtocolViolation("amqp:not-implemented", f"unsupported protocol header {header!r}")
+            raise ProtocolViolation(
+                "amqp:not-implemented", f"unsupported protocol header {header!r}"
+            )
 
     def _on_sasl(self, performative: object) -> None:
         if isinstance(performative, SaslInit):
@@ -297,8 +299,10 @@ class AmqpConnection(asyncio.Protocol):
 
     def _on_attach(self, session: Session, frame: Attach) -> None:
         client_is_receiver = bool(frame.role)
-        address = (frame.source.address if frame.source else None) if client_is_receiver else (
-            frame.target.address if frame.target else None
+        address = (
+            (frame.source.address if frame.source else None)
+            if client_is_receiver
+            else (frame.target.address if frame.target else None)
         )
         path = entity_path_of(str(address) if address is not None else None)
         kind = LinkKind.ENTITY
@@ -330,7 +334,9 @@ class AmqpConnection(asyncio.Protocol):
             return
         if link.kind is LinkKind.ENTITY and link.is_sender:
             link.receive_mode = (
-                ReceiveMode.RECEIVE_AND_DELETE if link.snd_settle_mode == 1 else ReceiveMode.PEEK_LOCK
+                ReceiveMode.RECEIVE_AND_DELETE
+                if link.snd_settle_mode == 1
+                else ReceiveMode.PEEK_LOCK
             )
         max_size = self._max_message_size(link)
         self.send(
@@ -390,10 +396,15 @@ class AmqpConnection(asyncio.Protocol):
         if link.kind is LinkKind.ENTITY:
             if link.is_sender:
                 if resolved.store is None:
-                    return conditions.NOT_ALLOWED, f"Cannot receive from topic '{link.entity_path}'."
+                    return (
+                        conditions.NOT_ALLOWED,
+                        f"Cannot receive from topic '{link.entity_path}'.",
+                    )
                 link.store = resolved.store
-            elif resolved.store is not None and resolved.sub_queue is None and not hasattr(
-                resolved.entity, "accept"
+            elif (
+                resolved.store is not None
+                and resolved.sub_queue is None
+                and not hasattr(resolved.entity, "accept")
             ):
                 return conditions.NOT_ALLOWED, f"Cannot send to '{link.entity_path}'."
         return None
@@ -406,7 +417,11 @@ class AmqpConnection(asyncio.Protocol):
         for audience_path, (rights, expires) in self.tokens.items():
             if expires <= now:
                 continue
-            if wanted == audience_path or wanted.startswith(audience_path + "/") or not audience_path:
+            if (
+                wanted == audience_path
+                or wanted.startswith(audience_path + "/")
+                or not audience_path
+            ):
                 granted = rights if granted is None else granted | rights
         return granted
 
@@ -467,14 +482,20 @@ class AmqpConnection(asyncio.Protocol):
         """The emulator-sender link of ``session`` whose address is ``address`` (a reply-to)."""
         wanted = entity_path_of(address).casefold()
         for link in session.links.values():
-            if link.is_sender and not link.closed and entity_path_of(link.address).casefold() == wanted:
+            if (
+                link.is_sender
+                and not link.closed
+                and entity_path_of(link.address).casefold() == wanted
+            ):
                 return link
         return None
 
     # -- flow control ------------------------------------------------------------------------
 
     def _on_flow(self, session: Session, frame: Flow) -> None:
-        remote_next_incoming = int(frame.next_incoming_id) if frame.next_incoming_id is not None else 0
+        remote_next_incoming = (
+            int(frame.next_incoming_id) if frame.next_incoming_id is not None else 0
+        )
         session.remote_incoming_window = (
             remote_next_incoming + int(frame.incoming_window) - session.next_outgoing_id
         )
@@ -543,7 +564,9 @@ class AmqpConnection(asyncio.Protocol):
             return
         if link.partial is None:
             link.partial = bytearray()
-            link.partial_delivery_id = int(frame.delivery_id) if frame.delivery_id is not None else None
+            link.partial_delivery_id = (
+                int(frame.delivery_id) if frame.delivery_id is not None else None
+            )
             link.partial_settled = bool(frame.settled)
             link.partial_format = int(frame.message_format or 0)
         link.partial += payload
@@ -599,11 +622,17 @@ class AmqpConnection(asyncio.Protocol):
             messages = [to_broker_message(raw) for raw in raws]
             broker.send(link.entity_path, messages)
         except MessageSizeExceededError as exc:
-            return Rejected(error=Error(condition=Symbol(conditions.SIZE_EXCEEDED), description=str(exc)))
+            return Rejected(
+                error=Error(condition=Symbol(conditions.SIZE_EXCEEDED), description=str(exc))
+            )
         except DecodeError as exc:
-            return Rejected(error=Error(condition=Symbol(conditions.DECODE_ERROR), description=str(exc)))
+            return Rejected(
+                error=Error(condition=Symbol(conditions.DECODE_ERROR), description=str(exc))
+            )
         except EntityNotFoundError as exc:
-            return Rejected(error=Error(condition=Symbol(conditions.NOT_FOUND), description=str(exc)))
+            return Rejected(
+                error=Error(condition=Symbol(conditions.NOT_FOUND), description=str(exc))
+            )
         except BrokerError as exc:
             return Rejected(error=error_for(exc))
         return Accepted()
@@ -696,9 +725,7 @@ class AmqpConnection(asyncio.Protocol):
             if not frame.settled:
                 self.send(
                     session.local_channel,
-                    Disposition(
-                        role=False, first=UInt(delivery_id), settled=True, state=outcome
-                    ),
+                    Disposition(role=False, first=UInt(delivery_id), settled=True, state=outcome),
                 )
 
     def _settle(self, delivery: OutgoingDelivery, state: object) -> object:
@@ -712,9 +739,7 @@ class AmqpConnection(asyncio.Protocol):
             elif isinstance(state, Released):
                 store.release(token, now)
             elif isinstance(state, Modified):
-                properties = {
-                    str(k): v for k, v in (state.message_annotations or {}).items()
-                }
+                properties = {str(k): v for k, v in (state.message_annotations or {}).items()}
                 if state.undeliverable_here:
                     store.defer(token, now, properties)
                 elif state.delivery_failed:

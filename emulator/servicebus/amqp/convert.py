@@ -145,7 +145,7 @@ def _properties_from_system(message: BrokerMessage, original: Properties | None)
     values = {attr: message.system.get(key) for key, attr in _PROPERTY_FIELDS}
     if original is not None:
         # Keep the original AMQP types (uuid/ulong ids, symbol content type) when unchanged.
-        for key, attr in _PROPERTY_FIELDS:
+        for _, attr in _PROPERTY_FIELDS:
             old = getattr(original, attr)
             if old is not None and _text(old) == values[attr]:
                 values[attr] = old
@@ -173,7 +173,7 @@ def _when(seconds: float) -> datetime:
 
 
 def encode_for_delivery(message: BrokerMessage, *, locked: bool) -> bytes:
-    """The bytes of a transfer to a receiver: fresh header and annotations, original bare message."""
+    """A transfer's bytes: fresh header and annotations, the original bare message."""
     payload = message.payload
     assert isinstance(payload, WirePayload)
     original = payload.header

@@ -127,8 +127,10 @@ class Broker:
         else:
             topic_name, sep, sub_name = clean.partition("/")
             sub_name = sub_name.removeprefix("Subscriptions/").removeprefix("subscriptions/")
-            if not sep or "/" in sub_name or not clean[len(topic_name) + 1 :].casefold().startswith(
-                "subscriptions/"
+            if (
+                not sep
+                or "/" in sub_name
+                or not clean[len(topic_name) + 1 :].casefold().startswith("subscriptions/")
             ):
                 raise EntityNotFoundError(f"The messaging entity '{path}' could not be found.")
             entity = self.subscription(topic_name, sub_name)

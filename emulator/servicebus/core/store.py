@@ -64,7 +64,7 @@ class MessageStore:
     ) -> None:
         self.path = path
         self.policy = policy
-        self.dead_letter = dead_letter
+        self.dead_letter_store = dead_letter
         self.messages: dict[int, BrokerMessage] = {}
         self.counters = StoreCounters()
         self._available: list[int] = []
@@ -117,7 +117,9 @@ class MessageStore:
         self.updated_at = now
         if message.state is MessageState.SCHEDULED:
             assert message.scheduled_enqueue_time is not None
-            heapq.heappush(self._scheduled, (message.scheduled_enqueue_time, message.sequence_number))
+            heapq.heappush(
+                self._scheduled, (message.scheduled_enqueue_time, message.sequence_number)
+            )
             return
         if message.state is MessageState.ACTIVE:
             self._start_time_to_live(message, now)
@@ -303,7 +305,7 @@ class MessageStore:
     ) -> None:
         self.messages.pop(message.sequence_number, None)
         self.updated_at = now
-        if self.dead_letter is None:
+        if self.dead_letter_store is None:
             return
         extra: dict[str, object] = {}
         if reason is not None:
@@ -314,7 +316,7 @@ class MessageStore:
         message.state = MessageState.ACTIVE
         self.counters.dead_lettered += 1
         enqueued = message.enqueued_time
-        self.dead_letter.enqueue(message, now)
+        self.dead_letter_store.enqueue(message, now)
         message.enqueued_time = enqueued
 
     # -- peek / scheduled ------------------------------------------------------------------------
@@ -361,7 +363,7 @@ class MessageStore:
                 heapq.heappush(self._available, seq)
                 self._notify()
         while self._lock_heap and self._lock_heap[0][0] <= now:
-            until, token = heapq.heappop(self._lock_heap)
+            _, token = heapq.heappop(self._lock_heap)
             message = self._locks.get(token)
             if message is not None and message.locked_until <= now:
                 self._lock_expired(message, now)

@@ -1,0 +1,103 @@
+"""Settlement through the SDK: complete, abandon, defer, dead-letter, release, lock renewal."""
+
+from __future__ import annotations
+
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
+
+from emulator.servicebus import ServiceBusEmulator
+
+
+def _send(client: ServiceBusClient, queue: str, *bodies: str) -> None:
+    with client.get_queue_sender(queue) as sender:
+        sender.send_messages([ServiceBusMessage(b) for b in bodies])
+
+
+def test_abandon_redelivers_with_count_until_max_delivery_then_dead_letters(
+    conn_str: str,
+) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "poison")
+        counts = []
+        with client.get_queue_receiver("q", max_wait_time=2) as receiver:
+            for _ in range(3):
+                (msg,) = receiver.receive_messages(max_wait_time=2)
+                counts.append(msg.delivery_count)
+                receiver.abandon_message(msg)
+            assert receiver.receive_messages(max_wait_time=0.5) == []
+        assert counts == [0, 1, 2]
+        with client.get_queue_receiver(
+            "q", sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=2
+        ) as dlq:
+            (dead,) = dlq.receive_messages(max_wait_time=2)
+            assert str(dead) == "poison"
+            assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+            assert dead.dead_letter_error_description
+            dlq.complete_message(dead)
+
+
+def test_dead_letter_with_reason_and_description(conn_str: str) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "bad")
+        with client.get_queue_receiver("q", max_wait_time=2) as receiver:
+            (msg,) = receiver.receive_messages(max_wait_time=2)
+            receiver.dead_letter_message(
+                msg, reason="INVALID_PAYLOAD", error_description="jobType missing"
+            )
+        with client.get_queue_receiver("q", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            (peeked,) = dlq.peek_messages(max_message_count=5)
+            assert peeked.dead_letter_reason == "INVALID_PAYLOAD"
+            assert peeked.dead_letter_error_description == "jobType missing"
+            assert str(peeked) == "bad"
+
+
+def test_defer_and_receive_deferred(conn_str: str) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "later", "now")
+        with client.get_queue_receiver("q", max_wait_time=2) as receiver:
+            first, second = receiver.receive_messages(max_message_count=2, max_wait_time=2)
+            receiver.defer_message(first)
+            receiver.complete_message(second)
+            assert receiver.receive_messages(max_wait_time=0.5) == []
+            (deferred,) = receiver.receive_deferred_messages([first.sequence_number])
+            assert str(deferred) == "later"
+            receiver.complete_message(deferred)
+            with pytest.raises(ServiceBusError):
+                receiver.receive_deferred_messages([first.sequence_number])
+
+
+def test_renew_lock_and_lost_lock_after_clock_advance(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "slow")
+        with client.get_queue_receiver("q", max_wait_time=2) as receiver:
+            (msg,) = receiver.receive_messages(max_wait_time=2)
+            before = msg.locked_until_utc
+            emulator.clock.advance(20)
+            renewed = receiver.renew_message_lock(msg)
+            assert renewed > before
+            emulator.clock.advance(31)  # past the 30 s lock
+            with pytest.raises(MessageLockLostError):
+                receiver.complete_message(msg)
+            (again,) = receiver.receive_messages(max_wait_time=2)
+            assert str(again) == "slow" and again.delivery_count == 1
+            receiver.complete_message(again)
+
+
+def test_unsettled_message_of_a_vanished_client_stays_locked_until_expiry(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "orphan")
+        with client.get_queue_receiver("q", max_wait_time=2) as receiver:
+            (msg,) = receiver.receive_messages(max_wait_time=2)
+        # receiver closed without settling
+        with client.get_queue_receiver("q", max_wait_time=1) as receiver:
+            assert receiver.receive_messages(max_wait_time=0.5) == []
+            emulator.clock.advance(31)
+            (again,) = receiver.receive_messages(max_wait_time=2)
+            assert again.sequence_number == msg.sequence_number
+            assert again.delivery_count == 1
+            receiver.complete_message(again)
