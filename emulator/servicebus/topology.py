@@ -1,0 +1,212 @@
+"""Plain descriptions of a namespace's entities, rules and SAS policies.
+
+These are inert values: ``config.py`` builds them from ``Config.json``, the broker core and
+the admin API consume them. Keeping them free of behaviour lets every layer (and the tests)
+construct a topology without a parser, a broker or a socket.
+
+Defaults follow the official emulator (TTL 1 h, MaxDeliveryCount 3), not the cloud, so a
+topology behaves the same here and there when a field is left out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol, TypeVar
+
+DEFAULT_RULE_NAME = "$Default"
+DEFAULT_NAMESPACE_NAME = "sbemulatorns"
+DEFAULT_LOCK_DURATION = timedelta(minutes=1)
+DEFAULT_MAX_DELIVERY_COUNT = 3
+DEFAULT_MESSAGE_TIME_TO_LIVE = timedelta(hours=1)
+DEFAULT_DUPLICATE_DETECTION_WINDOW = timedelta(seconds=20)
+DEFAULT_MAX_MESSAGE_SIZE_BYTES = 256 * 1024  # Standard tier
+ROOT_POLICY_NAME = "RootManageSharedAccessKey"
+ROOT_POLICY_KEY = "SAS_KEY_VALUE"  # the official emulator's well-known key
+
+
+# --- filters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SqlFilterSpec:
+    """A SQL filter, kept as text; the sqlfilter package compiles it."""
+
+    expression: str
+
+
+@dataclass(frozen=True)
+class CorrelationFilterSpec:
+    """Equality on system properties and application properties; unset fields are ignored."""
+
+    correlation_id: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    reply_to: str | None = None
+    label: str | None = None
+    session_id: str | None = None
+    reply_to_session_id: str | None = None
+    content_type: str | None = None
+    properties: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrueFilterSpec:
+    """Matches every message (the ``$Default`` rule's filter)."""
+
+
+@dataclass(frozen=True)
+class FalseFilterSpec:
+    """Matches no message."""
+
+
+FilterSpec = SqlFilterSpec | CorrelationFilterSpec | TrueFilterSpec | FalseFilterSpec
+
+
+@dataclass
+class RuleDescription:
+    """A subscription rule: a filter and an optional SQL action (``SET ...`` text)."""
+
+    name: str
+    filter: FilterSpec
+    action: str | None = None
+
+
+def default_rules() -> list[RuleDescription]:
+    """The rule set the service gives a subscription created without rules."""
+    return [RuleDescription(DEFAULT_RULE_NAME, TrueFilterSpec())]
+
+
+# --- entities ------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueDescription:
+    """A queue's settings (no runtime state)."""
+
+    name: str
+    lock_duration: timedelta = DEFAULT_LOCK_DURATION
+    max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT
+    default_message_time_to_live: timedelta = DEFAULT_MESSAGE_TIME_TO_LIVE
+    dead_lettering_on_message_expiration: bool = False
+    requires_session: bool = False
+    requires_duplicate_detection: bool = False
+    duplicate_detection_history_time_window: timedelta = DEFAULT_DUPLICATE_DETECTION_WINDOW
+    forward_to: str | None = None
+    forward_dead_lettered_messages_to: str | None = None
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+
+
+@dataclass
+class SubscriptionDescription:
+    """A subscription's settings; ``rules`` defaults to ``$Default`` as the service does."""
+
+    name: str
+    lock_duration: timedelta = DEFAULT_LOCK_DURATION
+    max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT
+    default_message_time_to_live: timedelta = DEFAULT_MESSAGE_TIME_TO_LIVE
+    dead_lettering_on_message_expiration: bool = False
+    dead_lettering_on_filter_evaluation_exceptions: bool = True
+    requires_session: bool = False
+    forward_to: str | None = None
+    forward_dead_lettered_messages_to: str | None = None
+    rules: list[RuleDescription] = field(default_factory=default_rules)
+
+    def find_rule(self, name: str) -> RuleDescription | None:
+        """Rule by name, case-insensitively (Service Bus names are case-insensitive)."""
+        return _find(self.rules, name)
+
+
+@dataclass
+class TopicDescription:
+    """A topic's settings and its subscriptions."""
+
+    name: str
+    default_message_time_to_live: timedelta = DEFAULT_MESSAGE_TIME_TO_LIVE
+    requires_duplicate_detection: bool = False
+    duplicate_detection_history_time_window: timedelta = DEFAULT_DUPLICATE_DETECTION_WINDOW
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    subscriptions: list[SubscriptionDescription] = field(default_factory=list)
+
+    def find_subscription(self, name: str) -> SubscriptionDescription | None:
+        """Subscription by name, case-insensitively."""
+        return _find(self.subscriptions, name)
+
+
+# --- security ------------------------------------------------------------------------------
+
+
+class AccessRights(enum.Flag):
+    """SAS claims. A policy's rights are normalised so that MANAGE includes SEND and LISTEN."""
+
+    NONE = 0
+    SEND = enum.auto()
+    LISTEN = enum.auto()
+    MANAGE = enum.auto()
+
+    def effective(self) -> AccessRights:
+        """These rights with MANAGE expanded, as the service grants them."""
+        if AccessRights.MANAGE in self:
+            return self | AccessRights.SEND | AccessRights.LISTEN
+        return self
+
+
+@dataclass(frozen=True)
+class SasPolicy:
+    """A shared access policy. ``key`` is used as UTF-8 bytes, never base64-decoded."""
+
+    name: str
+    key: str
+    rights: AccessRights
+
+    def __post_init__(self) -> None:
+        # Normalise once so callers can test `AccessRights.SEND in policy.rights` directly.
+        object.__setattr__(self, "rights", self.rights.effective())
+
+
+def default_policies() -> list[SasPolicy]:
+    """The policy that makes the official emulator's connection string work unchanged."""
+    return [SasPolicy(ROOT_POLICY_NAME, ROOT_POLICY_KEY, AccessRights.MANAGE)]
+
+
+# --- namespace -----------------------------------------------------------------------------
+
+
+@dataclass
+class NamespaceTopology:
+    """Everything a namespace is configured with: entities and SAS policies."""
+
+    name: str = DEFAULT_NAMESPACE_NAME
+    queues: list[QueueDescription] = field(default_factory=list)
+    topics: list[TopicDescription] = field(default_factory=list)
+    policies: list[SasPolicy] = field(default_factory=default_policies)
+
+    def find_queue(self, name: str) -> QueueDescription | None:
+        """Queue by name, case-insensitively."""
+        return _find(self.queues, name)
+
+    def find_topic(self, name: str) -> TopicDescription | None:
+        """Topic by name, case-insensitively."""
+        return _find(self.topics, name)
+
+    def find_entity(self, name: str) -> QueueDescription | TopicDescription | None:
+        """Queue or topic by name; they share one name space in Service Bus."""
+        return self.find_queue(name) or self.find_topic(name)
+
+    def find_policy(self, name: str) -> SasPolicy | None:
+        """SAS policy by name, case-insensitively."""
+        return _find(self.policies, name)
+
+
+class _Named(Protocol):
+    name: str
+
+
+_T = TypeVar("_T", bound=_Named)
+
+
+def _find(items: list[_T], name: str) -> _T | None:
+    folded = name.casefold()
+    return next((item for item in items if item.name.casefold() == folded), None)
