@@ -8,6 +8,7 @@ from azure.servicebus.exceptions import (
     MessageSizeExceededError,
     ServiceBusAuthenticationError,
     ServiceBusAuthorizationError,
+    ServiceBusError,
 )
 from sb_topology import LISTEN_KEY, SEND_KEY
 
@@ -91,3 +92,15 @@ def test_oversized_message_is_refused(conn_str: str) -> None:
             with pytest.raises(MessageSizeExceededError):
                 sender.send_messages(ServiceBusMessage(b"x" * 2048))
             sender.send_messages(ServiceBusMessage(b"x" * 100))
+
+
+def test_sending_to_a_subscription_or_receiving_from_a_topic_is_refused(conn_str: str) -> None:
+    with ServiceBusClient.from_connection_string(conn_str, retry_total=0) as client:
+        with pytest.raises(ServiceBusError):
+            with client.get_queue_sender("t/Subscriptions/all") as sender:
+                sender.send_messages(ServiceBusMessage("x"))
+        with pytest.raises(ServiceBusError):
+            with client.get_queue_receiver("t", max_wait_time=1) as receiver:
+                receiver.receive_messages(max_wait_time=1)
+        with client.get_subscription_receiver("t", "all") as receiver:
+            assert receiver.peek_messages(max_message_count=5) == []

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
+from ..core.entities import Queue, Topic
 from ..core.errors import (
     BrokerError,
     EntityNotFoundError,
@@ -401,11 +402,7 @@ class AmqpConnection(asyncio.Protocol):
                         f"Cannot receive from topic '{link.entity_path}'.",
                     )
                 link.store = resolved.store
-            elif (
-                resolved.store is not None
-                and resolved.sub_queue is None
-                and not hasattr(resolved.entity, "accept")
-            ):
+            elif not isinstance(resolved.entity, Queue | Topic) or resolved.sub_queue:
                 return conditions.NOT_ALLOWED, f"Cannot send to '{link.entity_path}'."
         return None
 
