@@ -1,0 +1,1 @@
+"""Shared library of the worker apps and the job API (contracts, storage, retry, AI)."""
