@@ -2,8 +2,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The oldest azure-servicebus we support, tested in its own environment.
+COMPAT_VENV := .venv-sdk714
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+PYTEST_WORKERS ?= 4
 
-.PHONY: setup test lint bench run clean
+.PHONY: setup test test-unit test-compat lint bench run clean
 
 setup: $(STAMP)
 
@@ -13,8 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,workers]'
 	touch $(STAMP)
 
-test: setup
-	$(BIN)/python -m pytest -q
+$(COMPAT_STAMP): pyproject.toml
+	test -x $(COMPAT_VENV)/bin/python || $(PY) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install --quiet -e '.[test]' 'azure-servicebus==7.14.3'
+	touch $(COMPAT_STAMP)
+
+## test: everything CI runs — the whole suite, then the SDK tests again on azure-servicebus 7.14
+test: test-unit test-compat
+
+test-unit: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) tests/servicebus
 
 lint: setup
 	$(BIN)/ruff check .
@@ -27,4 +43,4 @@ run: setup
 	$(BIN)/sbemu --config config/Config.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) .pytest_cache build *.egg-info

@@ -67,3 +67,14 @@ def sample_topology() -> NamespaceTopology:
             SasPolicy("listener", LISTEN_KEY, AccessRights.LISTEN),
         ],
     )
+
+
+def _sdk_version() -> tuple[int, ...]:
+    import azure.servicebus
+
+    return tuple(int(part) for part in azure.servicebus.__version__.split(".")[:2])
+
+
+# 7.15 waits for the broker's answer to each settlement; 7.14 settles blindly and only notices a
+# lost lock through its own wall-clock check, which cannot see the emulator clock move.
+SDK_HEARS_SETTLEMENT_ERRORS = _sdk_version() >= (7, 15)

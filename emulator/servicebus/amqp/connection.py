@@ -217,17 +217,27 @@ class AmqpConnection(asyncio.Protocol):
     def _on_frame(self, channel: int, performative: object, payload: bytes | memoryview) -> None:
         if performative is None:
             return  # heartbeat
+        if isinstance(performative, Begin | End | Open | Close):
+            self._on_connection_frame(channel, performative)
+            return
+        session = self._session(channel)
+        if session is None:
+            return
         if isinstance(performative, Transfer):
-            self._on_transfer(self._session(channel), performative, payload)
+            self._on_transfer(session, performative, payload)
         elif isinstance(performative, Disposition):
-            self._on_disposition(self._session(channel), performative)
+            self._on_disposition(session, performative)
         elif isinstance(performative, Flow):
-            self._on_flow(self._session(channel), performative)
+            self._on_flow(session, performative)
         elif isinstance(performative, Attach):
-            self._on_attach(self._session(channel), performative)
+            self._on_attach(session, performative)
         elif isinstance(performative, Detach):
-            self._on_detach(self._session(channel), performative)
-        elif isinstance(performative, Begin):
+            self._on_detach(session, performative)
+        else:
+            raise ProtocolViolation("amqp:not-allowed", f"unexpected frame {performative!r}")
+
+    def _on_connection_frame(self, channel: int, performative: object) -> None:
+        if isinstance(performative, Begin):
             self._on_begin(channel, performative)
         elif isinstance(performative, End):
             self._on_end(channel)
@@ -241,10 +251,11 @@ class AmqpConnection(asyncio.Protocol):
         else:
             raise ProtocolViolation("amqp:not-allowed", f"unexpected frame {performative!r}")
 
-    def _session(self, channel: int) -> Session:
+    def _session(self, channel: int) -> Session | None:
         session = self.sessions.get(channel)
         if session is None:
-            raise ProtocolViolation("amqp:not-found", f"no session on channel {channel}")
+            # Clients keep sending detach/disposition frames after their own End; drop them.
+            log.debug("connection %s: frame for ended channel %s ignored", self.id, channel)
         return session
 
     def _on_open(self, frame: Open) -> None:

@@ -22,6 +22,7 @@ from .message import (
     decode_header,
     decode_properties,
     encode_application_properties,
+    encode_delivery_annotations,
     encode_header,
     encode_message_annotations,
     encode_properties,
@@ -172,7 +173,9 @@ def _when(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def encode_for_delivery(message: BrokerMessage, *, locked: bool) -> bytes:
+def encode_for_delivery(
+    message: BrokerMessage, *, locked: bool, lock_token_annotation: bool = False
+) -> bytes:
     """A transfer's bytes: fresh header and annotations, the original bare message."""
     payload = message.payload
     assert isinstance(payload, WirePayload)
@@ -195,7 +198,11 @@ def encode_for_delivery(message: BrokerMessage, *, locked: bool) -> bytes:
         annotations[SCHEDULED_ENQUEUE_TIME] = _when(message.scheduled_enqueue_time)
     if message.dead_letter_source is not None:
         annotations[DEAD_LETTER_SOURCE] = message.dead_letter_source
-    parts = [encode_header(header), encode_message_annotations(annotations)]
+    parts = [encode_header(header)]
+    if lock_token_annotation and message.lock_token is not None:
+        # Messages handed out over $management carry their lock token here (no delivery tag).
+        parts.append(encode_delivery_annotations({LOCK_TOKEN: message.lock_token}))
+    parts.append(encode_message_annotations(annotations))
     if message.modified:
         parts.append(encode_properties(_properties_from_system(message, payload.properties)))
         if message.user:

@@ -126,7 +126,8 @@ def receive_by_sequence_number(broker: Broker, path: str, body: object) -> Resul
     messages = store.receive_deferred(numbers, broker.clock.now(), mode)
     out = []
     for message in messages:
-        entry: dict[str, object] = {"message": encode_for_delivery(message, locked=True)}
+        encoded = encode_for_delivery(message, locked=True, lock_token_annotation=True)
+        entry: dict[str, object] = {"message": encoded}
         if message.lock_token is not None:
             entry["lock-token"] = message.lock_token
         out.append(entry)
