@@ -846,7 +846,7 @@ def test_all_errors_are_collected_and_nothing_is_returned() -> None:
 
 
 def test_input_document_is_not_mutated() -> None:
-    data = topic_doc({"Name": "s", "Properties": {"ForwardTo": "T"}})
+    data = topic_doc({"Name": "s", "Properties": {"ForwardDeadLetteredMessagesTo": "T"}})
     before = copy.deepcopy(data)
     parse_config(data)
     assert data == before
@@ -883,3 +883,35 @@ def test_load_config_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.json")
     assert info.value.errors[0].startswith("cannot read file")
     assert info.value.source == str(tmp_path / "nope.json")
+
+
+def test_forwarding_loops_are_rejected_naming_the_cycle() -> None:
+    data = {
+        "UserConfig": {
+            "Namespaces": [
+                {
+                    "Name": "n",
+                    "Queues": [
+                        {"Name": "a", "Properties": {"ForwardTo": "b"}},
+                        {"Name": "b", "Properties": {"ForwardTo": "t"}},
+                    ],
+                    "Topics": [
+                        {
+                            "Name": "t",
+                            "Subscriptions": [{"Name": "s", "Properties": {"ForwardTo": "a"}}],
+                        }
+                    ],
+                }
+            ]
+        }
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    (error,) = info.value.errors
+    assert "ForwardTo makes a loop" in error
+    assert "a -> b -> t -> t/Subscriptions/s -> a" in error
+
+
+def test_subscription_forwarding_to_its_own_topic_is_a_loop() -> None:
+    with pytest.raises(ConfigError, match="loop"):
+        parse_config(topic_doc({"Name": "s", "Properties": {"ForwardTo": "T"}}))

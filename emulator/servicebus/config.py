@@ -53,6 +53,7 @@ from .topology import (
     TopicDescription,
     default_policies,
     default_rules,
+    forwarding_cycle,
 )
 
 __all__ = ["ConfigError", "format_duration", "load_config", "parse_config", "parse_duration"]
@@ -722,6 +723,12 @@ class _Parser:
                     self.error(_join(ppath, key), "a queue cannot forward to itself")
                 else:
                     setattr(entity, attr, found.name)
+        cycle = forwarding_cycle(topology) if not self.errors else None
+        if cycle:
+            self.error(
+                "UserConfig.Namespaces[0]",
+                "ForwardTo makes a loop: " + " -> ".join(cycle),
+            )
 
 
 def _names_with_paths(items: list[Any], path: str) -> list[tuple[str, str]]:

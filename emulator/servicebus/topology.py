@@ -210,3 +210,56 @@ _T = TypeVar("_T", bound=_Named)
 def _find(items: list[_T], name: str) -> _T | None:
     folded = name.casefold()
     return next((item for item in items if item.name.casefold() == folded), None)
+
+
+def forwarding_cycle(topology: NamespaceTopology) -> list[str] | None:
+    """A ``ForwardTo`` loop as a list of entity paths, or None.
+
+    A topic feeds each of its subscriptions, so a subscription forwarding to its own topic
+    (directly or through queues) is a loop too. The service rejects such topologies.
+    """
+    edges: dict[str, list[str]] = {}
+
+    def node(name: str) -> str:
+        return name.casefold()
+
+    for queue in topology.queues:
+        edges[node(queue.name)] = [node(queue.forward_to)] if queue.forward_to else []
+    for topic in topology.topics:
+        subs = []
+        for sub in topic.subscriptions:
+            key = node(f"{topic.name}/Subscriptions/{sub.name}")
+            subs.append(key)
+            edges[key] = [node(sub.forward_to)] if sub.forward_to else []
+        edges[node(topic.name)] = subs
+    names = {node(q.name): q.name for q in topology.queues}
+    names.update({node(t.name): t.name for t in topology.topics})
+    for topic in topology.topics:
+        for sub in topic.subscriptions:
+            path = f"{topic.name}/Subscriptions/{sub.name}"
+            names[node(path)] = path
+
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(current: str) -> list[str] | None:
+        if current in visiting:
+            return [names.get(n, n) for n in visiting[visiting.index(current) :]] + [
+                names.get(current, current)
+            ]
+        if current in done or current not in edges:
+            return None
+        visiting.append(current)
+        for nxt in edges[current]:
+            found = visit(nxt)
+            if found:
+                return found
+        visiting.pop()
+        done.add(current)
+        return None
+
+    for start in edges:
+        cycle = visit(start)
+        if cycle:
+            return cycle
+    return None

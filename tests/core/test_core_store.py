@@ -163,3 +163,17 @@ def test_peek_does_not_change_state() -> None:
         store.enqueue(m, clock.now())
     assert store.peek(messages[1].sequence_number, 10) == messages[1:]
     assert store.receive(5, clock.now(), ReceiveMode.PEEK_LOCK) == messages
+
+
+def test_duplicate_detector_window_follows_the_clock() -> None:
+    from emulator.servicebus.core.dedup import DuplicateDetector
+
+    clock = ManualClock()
+    detector = DuplicateDetector(window=20)
+    assert not detector.is_duplicate("a", clock.now())
+    clock.advance(10)
+    assert detector.is_duplicate("a", clock.now())
+    assert not detector.is_duplicate(None, clock.now())
+    clock.advance(10.5)
+    assert not detector.is_duplicate("a", clock.now())
+    assert detector.dropped == 1

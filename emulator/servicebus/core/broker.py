@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..topology import NamespaceTopology, QueueDescription, TopicDescription
+from ..topology import (
+    NamespaceTopology,
+    QueueDescription,
+    SubscriptionDescription,
+    TopicDescription,
+    forwarding_cycle,
+)
 from .clock import Clock
 from .entities import (
     DEAD_LETTER_SUFFIX,
@@ -23,9 +29,15 @@ from .errors import (
     MessageSizeExceededError,
     NotSupportedError,
 )
-from .message import BrokerMessage
+from .message import (
+    DEAD_LETTER_DESCRIPTION,
+    DEAD_LETTER_REASON,
+    BrokerMessage,
+    MessageState,
+)
 from .store import MessageStore
 
+MAX_FORWARDING_HOPS = 4
 _DLQ = DEAD_LETTER_SUFFIX.casefold()
 _TDLQ = TRANSFER_DEAD_LETTER_SUFFIX.casefold()
 
@@ -36,6 +48,9 @@ class Broker:
         self.clock = clock
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
+        cycle = forwarding_cycle(topology)
+        if cycle:
+            raise InvalidOperationError("ForwardTo makes a loop: " + " -> ".join(cycle))
         for queue in topology.queues:
             self.add_queue(queue)
         for topic in topology.topics:
@@ -45,12 +60,7 @@ class Broker:
 
     @staticmethod
     def _refuse_unsupported(kind: str, name: str, description: object) -> None:
-        for attribute, label in (
-            ("requires_session", "RequiresSession"),
-            ("requires_duplicate_detection", "RequiresDuplicateDetection"),
-            ("forward_to", "ForwardTo"),
-            ("forward_dead_lettered_messages_to", "ForwardDeadLetteredMessagesTo"),
-        ):
+        for attribute, label in (("requires_session", "RequiresSession"),):
             if getattr(description, attribute, None):
                 raise NotSupportedError(
                     f"{kind} '{name}': {label} is not supported by this emulator yet"
@@ -63,6 +73,7 @@ class Broker:
         self._refuse_unsupported("queue", description.name, description)
         queue = Queue(description)
         queue.created_at = self.clock.now()
+        self._wire_forwarding(queue, description)
         self.queues[key] = queue
         return queue
 
@@ -79,6 +90,7 @@ class Broker:
         topic.created_at = self.clock.now()
         for sub in topic.subscriptions.values():
             sub.created_at = topic.created_at
+            self._wire_forwarding(sub, sub.description)
         self.topics[key] = topic
         return topic
 
@@ -181,6 +193,46 @@ class Broker:
 
     def cancel_scheduled(self, path: str, sequence_numbers: list[int]) -> None:
         self._send_target(path).cancel_scheduled(sequence_numbers)
+
+    # -- auto-forwarding ----------------------------------------------------------------------
+
+    def _wire_forwarding(
+        self,
+        entity: Queue | Subscription,
+        description: QueueDescription | SubscriptionDescription,
+    ) -> None:
+        """Install the ForwardTo / ForwardDeadLetteredMessagesTo hooks of one entity."""
+        if description.forward_to:
+            target = description.forward_to
+            entity.forwarder = lambda message, now: self._forward(entity, target, message, now)
+        if description.forward_dead_lettered_messages_to:
+            dead_target = description.forward_dead_lettered_messages_to
+            entity.store.dead_letter_forward = lambda message, now: self._forward(
+                entity, dead_target, message, now
+            )
+
+    def _forward(
+        self, source: Queue | Subscription, target_name: str, message: BrokerMessage, now: float
+    ) -> None:
+        """Move a message on; failures land in the source's transfer dead-letter queue."""
+        message.hops += 1
+        key = target_name.casefold()
+        target: Queue | Topic | None = self.queues.get(key) or self.topics.get(key)
+        reason: str | None = None
+        if target is None:
+            reason = f"The forwarding target '{target_name}' does not exist."
+        elif message.hops > MAX_FORWARDING_HOPS:
+            reason = f"The message exceeded the maximum of {MAX_FORWARDING_HOPS} forwarding hops."
+        if reason is None and target is not None:
+            message.state = MessageState.ACTIVE
+            message.lock_token = None
+            target.accept(message, now)
+            return
+        message.set_user_properties(
+            {DEAD_LETTER_REASON: "TransferFailed", DEAD_LETTER_DESCRIPTION: reason}
+        )
+        message.state = MessageState.ACTIVE
+        source.transfer_dead_letter.enqueue(message, now)
 
     # -- time ----------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from ..topology import (
     TopicDescription,
     TrueFilterSpec,
 )
+from .dedup import DuplicateDetector
 from .message import BrokerMessage, MessageState
 from .store import MessageStore, StorePolicy
 
@@ -43,6 +45,13 @@ def _stores(path: str, policy: StorePolicy) -> tuple[MessageStore, MessageStore,
     transfer_dead_letter = MessageStore(f"{path}/{TRANSFER_DEAD_LETTER_SUFFIX}", dlq_policy)
     main = MessageStore(path, policy, dead_letter)
     return main, dead_letter, transfer_dead_letter
+
+
+Forwarder = Callable[[BrokerMessage, float], None]
+
+
+def _detector(requires: bool, window: object) -> DuplicateDetector | None:
+    return DuplicateDetector(window.total_seconds()) if requires else None  # type: ignore[attr-defined]
 
 
 class SequenceCounter:
@@ -69,6 +78,11 @@ class Queue:
             ),
         )
         self.created_at = 0.0
+        self.duplicates = _detector(
+            description.requires_duplicate_detection,
+            description.duplicate_detection_history_time_window,
+        )
+        self.forwarder: Forwarder | None = None
 
     @property
     def max_message_size(self) -> int:
@@ -76,6 +90,11 @@ class Queue:
 
     def accept(self, message: BrokerMessage, now: float) -> int:
         message.sequence_number = self.sequence.next()
+        if self.duplicates is not None and self.duplicates.is_duplicate(message.message_id, now):
+            return message.sequence_number  # accepted and dropped, as the service does
+        if self.forwarder is not None:
+            self.forwarder(message, now)
+            return message.sequence_number
         if message.scheduled_enqueue_time is not None and message.scheduled_enqueue_time > now:
             message.state = MessageState.SCHEDULED
         self.store.enqueue(message, now)
@@ -139,6 +158,13 @@ class Subscription:
             ),
         )
         self.created_at = 0.0
+        self.forwarder: Forwarder | None = None
+
+    def deliver(self, message: BrokerMessage, now: float) -> None:
+        if self.forwarder is not None:
+            self.forwarder(message, now)
+        else:
+            self.store.enqueue(message, now)
 
     def select(self, message: BrokerMessage, view: MessageView) -> list[BrokerMessage]:
         """The copies this subscription takes: one for all matching plain rules, one per action."""
@@ -199,6 +225,10 @@ class Topic:
         self._scheduled_heap: list[tuple[float, int]] = []
         self.created_at = 0.0
         self.updated_at = 0.0
+        self.duplicates = _detector(
+            description.requires_duplicate_detection,
+            description.duplicate_detection_history_time_window,
+        )
         for sub in description.subscriptions:
             self.add_subscription(sub)
 
@@ -224,8 +254,10 @@ class Topic:
 
     def accept(self, message: BrokerMessage, now: float) -> int:
         message.sequence_number = self.sequence.next()
-        self.counters.accepted += 1
         self.updated_at = now
+        if self.duplicates is not None and self.duplicates.is_duplicate(message.message_id, now):
+            return message.sequence_number
+        self.counters.accepted += 1
         if message.scheduled_enqueue_time is not None and message.scheduled_enqueue_time > now:
             message.state = MessageState.SCHEDULED
             self._scheduled[message.sequence_number] = message
@@ -246,7 +278,7 @@ class Topic:
         routed = False
         for subscription in self.subscriptions.values():
             for copy in subscription.select(message, view):
-                subscription.store.enqueue(copy, now)
+                subscription.deliver(copy, now)
                 routed = True
         if not routed:
             self.counters.unrouted += 1

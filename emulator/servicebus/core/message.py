@@ -49,6 +49,8 @@ class BrokerMessage:
     lock_token: uuid.UUID | None = None
     locked_until: float = 0.0
     dead_letter_source: str | None = None
+    hops: int = 0
+    """How many times auto-forwarding moved this message (the service stops at 4)."""
     modified: bool = False
     """True once ``system``/``user`` differ from the payload (rule action, dead-letter reason)."""
 
@@ -65,6 +67,8 @@ class BrokerMessage:
             sequence_number=self.sequence_number,
             enqueued_time=self.enqueued_time,
             expires_at=self.expires_at,
+            dead_letter_source=self.dead_letter_source,
+            hops=self.hops,
             modified=self.modified,
         )
 

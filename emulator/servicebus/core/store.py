@@ -65,6 +65,8 @@ class MessageStore:
         self.path = path
         self.policy = policy
         self.dead_letter_store = dead_letter
+        self.dead_letter_forward: Callable[[BrokerMessage, float], None] | None = None
+        """Set when the entity has ForwardDeadLetteredMessagesTo: dead letters leave at once."""
         self.messages: dict[int, BrokerMessage] = {}
         self.counters = StoreCounters()
         self._available: list[int] = []
@@ -315,6 +317,10 @@ class MessageStore:
         message.set_user_properties(extra)
         message.state = MessageState.ACTIVE
         self.counters.dead_lettered += 1
+        if self.dead_letter_forward is not None:
+            message.dead_letter_source = self.path
+            self.dead_letter_forward(message, now)
+            return
         enqueued = message.enqueued_time
         self.dead_letter_store.enqueue(message, now)
         message.enqueued_time = enqueued
