@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
@@ -23,6 +24,8 @@ from ..core.errors import (
     MessageLockLostError,
     MessageNotFoundError,
     MessageSizeExceededError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
 )
 from ..core.store import ReceiveMode
 from ..topology import AccessRights
@@ -52,7 +55,7 @@ from .performatives import (
     Transfer,
     decode_described,
 )
-from .types import Symbol, UInt, ULong
+from .types import Long, Symbol, UInt, ULong
 
 if TYPE_CHECKING:
     from .server import AmqpServer
@@ -64,6 +67,9 @@ MAX_FRAME_SIZE = 1024 * 1024
 LINK_CREDIT = 1000
 SESSION_WINDOW = 5000
 DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"
+SESSION_FILTER = Symbol("com.microsoft:session-filter")
+SESSION_LOCKED_UNTIL = Symbol("com.microsoft:locked-until-utc")
+_DOTNET_EPOCH_TICKS = 621355968000000000
 _MAX_UINT = 2**32 - 1
 
 
@@ -350,27 +356,114 @@ class AmqpConnection(asyncio.Protocol):
                 if link.snd_settle_mode == 1
                 else ReceiveMode.PEEK_LOCK
             )
-        max_size = self._max_message_size(link)
+        is_entity_receiver = link.kind is LinkKind.ENTITY and link.is_sender
+        if is_entity_receiver and not self._start_message_session(link, frame):
+            return
+        self._complete_attach(link, frame)
+
+    def _complete_attach(self, link: Link, frame: Attach) -> None:
+        """Answer an accepted attach; a session receiver learns its session and lock here."""
+        source = frame.source
+        properties = frame.properties
+        if link.message_session is not None and source is not None:
+            filters = dict(source.filter or {})
+            filters[SESSION_FILTER] = link.message_session.id
+            source = replace(source, filter=filters)
+            properties = dict(properties or {})
+            properties[SESSION_LOCKED_UNTIL] = Long(dotnet_ticks(link.message_session.locked_until))
         self.send(
-            session.local_channel,
+            link.session.local_channel,
             Attach(
                 name=frame.name,
                 handle=UInt(link.local_handle),
-                role=not client_is_receiver,
+                role=link.is_sender,
                 snd_settle_mode=frame.snd_settle_mode,
                 rcv_settle_mode=frame.rcv_settle_mode,
-                source=frame.source,
+                source=source,
                 target=frame.target,
                 initial_delivery_count=UInt(0) if link.is_sender else None,
-                max_message_size=ULong(max_size),
-                properties=frame.properties,
+                max_message_size=ULong(self._max_message_size(link)),
+                properties=properties,
             ),
         )
         if link.is_sender:
             if link.store is not None:
                 link.store.add_listener(self._store_listener(link))
+                self.server.want_pump(self, link)
         else:
             self._grant_credit(link)
+
+    # -- message sessions ----------------------------------------------------------------------
+
+    def _start_message_session(self, link: Link, frame: Attach) -> bool:
+        """Lock the session a receiver asks for. False when the attach is refused or waits."""
+        store = link.store
+        assert store is not None
+        filters = (frame.source.filter if frame.source is not None else None) or {}
+        wants_session = any(str(k) == SESSION_FILTER for k in filters)
+        if not wants_session:
+            if store.policy.requires_session:
+                self._refuse_link(
+                    link.session,
+                    link,
+                    frame,
+                    conditions.NOT_ALLOWED,
+                    "It is not possible for an entity that requires sessions to create a "
+                    "non-sessionful message receiver.",
+                )
+                return False
+            return True
+        requested = next(v for k, v in filters.items() if str(k) == SESSION_FILTER)
+        link.requested_session = None if requested is None else str(requested)
+        link.pending_attach = frame
+        if self._try_accept_session(link):
+            return False  # answered (accepted or refused) inside
+        timeout_ms = _link_property(frame, "com.microsoft:timeout")
+        wait = float(timeout_ms) / 1000 if timeout_ms else 60.0
+        link.wait_handle = self.server.call_later(wait, lambda: self._session_wait_expired(link))
+        link.store.add_listener(self._store_listener(link))
+        return False
+
+    def _try_accept_session(self, link: Link) -> bool:
+        """True once the pending attach has been answered."""
+        store = link.store
+        frame = link.pending_attach
+        assert store is not None and frame is not None
+        try:
+            session = store.accept_session(
+                link.requested_session, link, self.server.broker.clock.now()
+            )
+        except BrokerError as exc:
+            link.pending_attach = None
+            error = error_for(exc)
+            self._refuse_link(
+                link.session, link, frame, str(error.condition), str(error.description)
+            )
+            return True
+        if session is None:
+            return False
+        link.pending_attach = None
+        if link.wait_handle is not None:
+            link.wait_handle.cancel()
+            link.wait_handle = None
+        link.message_session = session
+        self._complete_attach(link, frame)
+        return True
+
+    def _session_wait_expired(self, link: Link) -> None:
+        link.wait_handle = None
+        if link.pending_attach is None or link.closed or self.closed:
+            return
+        frame = link.pending_attach
+        link.pending_attach = None
+        self._refuse_link(
+            link.session,
+            link,
+            frame,
+            conditions.TIMEOUT,
+            "No session was available to accept within the requested timeout.",
+        )
+        self.server.after_activity()
 
     def _max_message_size(self, link: Link) -> int:
         if link.kind is LinkKind.ENTITY and not link.is_sender:
@@ -460,6 +553,14 @@ class AmqpConnection(asyncio.Protocol):
         )
         link.closed = True
 
+    def _detach_with_error(self, link: Link, error: Error) -> None:
+        """The emulator ends a link (e.g. its session lock lapsed); the client sees the error."""
+        self._drop_link(link)
+        self.send(
+            link.session.local_channel,
+            Detach(handle=UInt(link.local_handle), closed=True, error=error),
+        )
+
     def _on_detach(self, session: Session, frame: Detach) -> None:
         link = session.links.pop(int(frame.handle), None)
         if link is None:
@@ -473,8 +574,15 @@ class AmqpConnection(asyncio.Protocol):
     def _drop_link(self, link: Link) -> None:
         """Forget a link. Its messages stay locked until their locks lapse, as in the service."""
         link.closed = True
+        if link.wait_handle is not None:
+            link.wait_handle.cancel()
+            link.wait_handle = None
         if link.store is not None and link.is_sender:
             link.store.remove_listener(self._store_listener(link))
+            if link.message_session is not None:
+                link.store.release_session(
+                    link.message_session, link, self.server.broker.clock.now()
+                )
 
     def _store_listener(self, link: Link) -> Callable[[object], None]:
         listener = getattr(link, "_listener", None)
@@ -651,11 +759,18 @@ class AmqpConnection(asyncio.Protocol):
         """Send as many available messages as the link's credit and the session window allow."""
         if link.closed or self.closed or link.store is None:
             return
+        if link.pending_attach is not None:
+            self._try_accept_session(link)
+            return
         session = link.session
         now = self.server.broker.clock.now()
         while link.credit > 0 and session.remote_incoming_window > 0:
             batch = min(link.credit, session.remote_incoming_window, 64)
-            messages = link.store.receive(batch, now, link.receive_mode)
+            try:
+                messages = link.store.receive(batch, now, link.receive_mode, link.message_session)
+            except SessionLockLostError as exc:
+                self._detach_with_error(link, error_for(exc))
+                return
             if not messages:
                 break
             for message in messages:
@@ -792,10 +907,24 @@ def error_for(exc: BrokerError) -> Error:
         MessageNotFoundError: conditions.MESSAGE_NOT_FOUND,
         EntityNotFoundError: conditions.NOT_FOUND,
         MessageSizeExceededError: conditions.SIZE_EXCEEDED,
-        InvalidOperationError: conditions.INVALID_OPERATION,
+        InvalidOperationError: conditions.NOT_ALLOWED,
+        SessionLockLostError: conditions.SESSION_LOCK_LOST,
+        SessionCannotBeLockedError: conditions.SESSION_CANNOT_BE_LOCKED,
     }.get(type(exc), conditions.INTERNAL)
     condition = getattr(exc, "condition", None) or condition
     return Error(condition=Symbol(condition), description=str(exc))
 
 
 __all__ = ["AmqpConnection", "encode_value"]
+
+
+def dotnet_ticks(seconds: float) -> int:
+    """Unix seconds as .NET ticks (100 ns since year 1), as the service sends lock expiries."""
+    return _DOTNET_EPOCH_TICKS + int(seconds * 10_000_000)
+
+
+def _link_property(frame: Attach, name: str) -> object:
+    for key, value in (frame.properties or {}).items():
+        if str(key) == name:
+            return value
+    return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from dataclasses import dataclass, field
 
+from ..core.sessions import MessageSession
 from ..core.store import MessageStore, ReceiveMode
 from .performatives import Source, Target
 
@@ -48,6 +50,11 @@ class Link:
     partial_settled: bool = False
     partial_format: int = 0
     closed: bool = False
+    # message sessions (emulator is sender on a session entity)
+    requested_session: str | None = None
+    pending_attach: object | None = None
+    wait_handle: asyncio.TimerHandle | None = None
+    message_session: MessageSession | None = None
 
 
 @dataclass(slots=True)

@@ -17,9 +17,12 @@ from ..core.broker import Broker
 from ..core.errors import (
     BrokerError,
     EntityNotFoundError,
+    InvalidOperationError,
     MessageLockLostError,
     MessageNotFoundError,
     NotSupportedError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
 )
 from ..core.store import ReceiveMode
 from ..topology import AccessRights
@@ -27,7 +30,7 @@ from . import conditions
 from .codec import DecodeError
 from .convert import encode_for_delivery, to_broker_message
 from .requests import Request, encode_response, map_get, parse_request
-from .types import Array, Symbol, long_array, timestamp_array
+from .types import Array, Int, Symbol, long_array, string_array, timestamp_array
 
 if TYPE_CHECKING:
     from .connection import AmqpConnection
@@ -108,11 +111,23 @@ def cancel_scheduled(broker: Broker, path: str, body: object) -> Result:
     return 200, {}
 
 
+def _session_id(body: object) -> str | None:
+    value = map_get(body, "session-id")
+    return None if value is None else str(value)
+
+
+def _required_session_id(body: object) -> str:
+    session_id = _session_id(body)
+    if session_id is None:
+        raise ManagementError(400, conditions.ARGUMENT_ERROR, "'session-id' is required")
+    return session_id
+
+
 def peek(broker: Broker, path: str, body: object) -> Result:
     store = broker.receive_store(path)
     start = int(map_get(body, "from-sequence-number") or 0)  # type: ignore[call-overload]
     count = int(map_get(body, "message-count") or 1)  # type: ignore[call-overload]
-    found = store.peek(start, count)
+    found = store.peek(start, count, _session_id(body))
     if not found:
         return 204, {}
     return 200, {"messages": [{"message": encode_for_delivery(m, locked=False)} for m in found]}
@@ -123,6 +138,16 @@ def receive_by_sequence_number(broker: Broker, path: str, body: object) -> Resul
     numbers = _ints(map_get(body, "sequence-numbers"), "sequence-numbers")
     settle_mode = int(map_get(body, "receiver-settle-mode") or 0)  # type: ignore[call-overload]
     mode = ReceiveMode.RECEIVE_AND_DELETE if settle_mode == 0 else ReceiveMode.PEEK_LOCK
+    session_id = _session_id(body)
+    if session_id is not None:
+        for seq in numbers:
+            message = store.messages.get(seq)
+            if message is not None and str(message.session_id) != session_id:
+                raise ManagementError(
+                    404,
+                    conditions.MESSAGE_NOT_FOUND,
+                    f"The message with sequence number {seq} is not in session '{session_id}'.",
+                )
     messages = store.receive_deferred(numbers, broker.clock.now(), mode)
     out = []
     for message in messages:
@@ -165,6 +190,43 @@ def update_disposition(broker: Broker, path: str, body: object) -> Result:
     return 200, {}
 
 
+def renew_session_lock(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    until = store.renew_session_lock(_required_session_id(body), broker.clock.now())
+    return 200, {"expiration": datetime.fromtimestamp(until, UTC)}
+
+
+def get_session_state(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    state = store.session_state(_required_session_id(body), broker.clock.now())
+    return 200, {"session-state": state}
+
+
+def set_session_state(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    state = map_get(body, "session-state")
+    if state is not None and not isinstance(state, bytes | bytearray):
+        raise ManagementError(400, conditions.ARGUMENT_ERROR, "'session-state' must be binary")
+    store.set_session_state(
+        _required_session_id(body),
+        None if state is None else bytes(state),
+        broker.clock.now(),
+    )
+    return 200, {}
+
+
+def get_message_sessions(broker: Broker, path: str, body: object) -> Result:
+    store = broker.receive_store(path)
+    since = map_get(body, "last-updated-time")
+    skip = int(map_get(body, "skip") or 0)  # type: ignore[call-overload]
+    top = int(map_get(body, "top") or 100)  # type: ignore[call-overload]
+    updated_since = since.timestamp() if isinstance(since, datetime) else None
+    ids = store.session_ids(updated_since)[skip : skip + top]
+    if not ids:
+        return 204, {}
+    return 200, {"skip": Int(skip + len(ids)), "sessions-ids": string_array(ids)}
+
+
 OPERATIONS: dict[str, tuple[Operation, AccessRights]] = {
     VENDOR + "renew-lock": (renew_lock, AccessRights.LISTEN),
     VENDOR + "schedule-message": (schedule_message, AccessRights.SEND),
@@ -172,6 +234,10 @@ OPERATIONS: dict[str, tuple[Operation, AccessRights]] = {
     VENDOR + "peek-message": (peek, AccessRights.LISTEN),
     VENDOR + "receive-by-sequence-number": (receive_by_sequence_number, AccessRights.LISTEN),
     VENDOR + "update-disposition": (update_disposition, AccessRights.LISTEN),
+    VENDOR + "renew-session-lock": (renew_session_lock, AccessRights.LISTEN),
+    VENDOR + "get-session-state": (get_session_state, AccessRights.LISTEN),
+    VENDOR + "set-session-state": (set_session_state, AccessRights.LISTEN),
+    VENDOR + "get-message-sessions": (get_message_sessions, AccessRights.LISTEN),
 }
 
 _STATUS_FOR_ERROR: dict[type[BrokerError], tuple[int, str]] = {
@@ -179,6 +245,9 @@ _STATUS_FOR_ERROR: dict[type[BrokerError], tuple[int, str]] = {
     MessageNotFoundError: (404, conditions.MESSAGE_NOT_FOUND),
     EntityNotFoundError: (404, conditions.NOT_FOUND),
     NotSupportedError: (501, "amqp:not-implemented"),
+    SessionLockLostError: (410, conditions.SESSION_LOCK_LOST),
+    SessionCannotBeLockedError: (409, conditions.SESSION_CANNOT_BE_LOCKED),
+    InvalidOperationError: (400, conditions.NOT_ALLOWED),
 }
 
 

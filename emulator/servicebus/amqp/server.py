@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ..core.broker import Broker
 from ..topology import NamespaceTopology
@@ -88,6 +89,10 @@ class AmqpServer:
     def after_activity(self) -> None:
         """Called after every input: pumps run on the next turn, then the timer is re-armed."""
         self._schedule_flush()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        assert self._loop is not None
+        return self._loop.call_later(delay, callback)
 
     # -- time ----------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from .errors import (
     EntityNotFoundError,
     InvalidOperationError,
     MessageSizeExceededError,
-    NotSupportedError,
 )
 from .message import (
     DEAD_LETTER_DESCRIPTION,
@@ -58,19 +57,10 @@ class Broker:
 
     # -- registry ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _refuse_unsupported(kind: str, name: str, description: object) -> None:
-        for attribute, label in (("requires_session", "RequiresSession"),):
-            if getattr(description, attribute, None):
-                raise NotSupportedError(
-                    f"{kind} '{name}': {label} is not supported by this emulator yet"
-                )
-
     def add_queue(self, description: QueueDescription) -> Queue:
         key = description.name.casefold()
         if key in self.queues or key in self.topics:
             raise InvalidOperationError(f"entity '{description.name}' already exists")
-        self._refuse_unsupported("queue", description.name, description)
         queue = Queue(description)
         queue.created_at = self.clock.now()
         self._wire_forwarding(queue, description)
@@ -81,11 +71,6 @@ class Broker:
         key = description.name.casefold()
         if key in self.queues or key in self.topics:
             raise InvalidOperationError(f"entity '{description.name}' already exists")
-        self._refuse_unsupported("topic", description.name, description)
-        for sub in description.subscriptions:
-            self._refuse_unsupported(
-                "subscription", f"{description.name}/Subscriptions/{sub.name}", sub
-            )
         topic = Topic(description)
         topic.created_at = self.clock.now()
         for sub in topic.subscriptions.values():
@@ -185,6 +170,14 @@ class Broker:
                     f"The received message (size {message.size} bytes) exceeds the limit "
                     f"({target.max_message_size} bytes) currently allowed on the link."
                 )
+        if _requires_session(target):
+            for message in messages:
+                if message.session_id is None:
+                    raise InvalidOperationError(
+                        f"The SessionId was not set on a message, and it cannot be sent to the "
+                        f"entity '{target.name}'. Entities that have session support enabled can "
+                        "only receive messages that have the SessionId set to a valid value."
+                    )
         now = self.clock.now()
         return [target.accept(message, now) for message in messages]
 
@@ -260,3 +253,9 @@ class Broker:
             topic.cancel_scheduled(list(topic._scheduled))
         for store in self.stores():
             store.clear()
+
+
+def _requires_session(target: Queue | Topic) -> bool:
+    if isinstance(target, Queue):
+        return target.description.requires_session
+    return any(sub.description.requires_session for sub in target.subscriptions.values())

@@ -75,6 +75,7 @@ class Queue:
                 max_delivery_count=description.max_delivery_count,
                 default_time_to_live=description.default_message_time_to_live.total_seconds(),
                 dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+                requires_session=description.requires_session,
             ),
         )
         self.created_at = 0.0
@@ -155,6 +156,7 @@ class Subscription:
                 max_delivery_count=description.max_delivery_count,
                 default_time_to_live=description.default_message_time_to_live.total_seconds(),
                 dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+                requires_session=description.requires_session,
             ),
         )
         self.created_at = 0.0

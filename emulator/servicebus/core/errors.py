@@ -26,6 +26,16 @@ class MessageSizeExceededError(BrokerError):
 class InvalidOperationError(BrokerError):
     """The request is well-formed but not allowed in the entity's current state."""
 
+    condition = "amqp:not-allowed"
+
 
 class NotSupportedError(BrokerError):
     """A Service Bus feature this emulator refuses rather than silently ignoring."""
+
+
+class SessionLockLostError(BrokerError):
+    pass
+
+
+class SessionCannotBeLockedError(BrokerError):
+    pass

@@ -11,10 +11,17 @@ import enum
 import heapq
 import math
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .errors import MessageLockLostError, MessageNotFoundError
+from .errors import (
+    InvalidOperationError,
+    MessageLockLostError,
+    MessageNotFoundError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
+)
 from .message import (
     DEAD_LETTER_DESCRIPTION,
     DEAD_LETTER_REASON,
@@ -23,6 +30,7 @@ from .message import (
     BrokerMessage,
     MessageState,
 )
+from .sessions import MessageSession
 
 
 class ReceiveMode(enum.Enum):
@@ -40,6 +48,7 @@ class StorePolicy:
     default_time_to_live: float = math.inf
     dead_letter_on_expiration: bool = False
     expires_messages: bool = True
+    requires_session: bool = False
 
 
 @dataclass(slots=True)
@@ -75,6 +84,10 @@ class MessageStore:
         self._scheduled: list[tuple[float, int]] = []
         self._expiry: list[tuple[float, int]] = []
         self._listeners: list[Callable[[MessageStore], None]] = []
+        self.sessions: dict[str, MessageSession] = {}
+        self._session_tokens_lost: OrderedDict[uuid.UUID, str] = OrderedDict()
+        """Lock tokens whose session lock lapsed: settling them is a *session* lock loss."""
+        self._session_locks: list[tuple[float, str]] = []
         self.accessed_at = 0.0
         self.updated_at = 0.0
 
@@ -82,7 +95,8 @@ class MessageStore:
 
     def add_listener(self, listener: Callable[[MessageStore], None]) -> None:
         """Called whenever a message becomes available, so waiting receivers get it."""
-        self._listeners.append(listener)
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
     def remove_listener(self, listener: Callable[[MessageStore], None]) -> None:
         if listener in self._listeners:
@@ -125,8 +139,22 @@ class MessageStore:
             return
         if message.state is MessageState.ACTIVE:
             self._start_time_to_live(message, now)
-            heapq.heappush(self._available, message.sequence_number)
-            self._notify()
+            self._make_available(message)
+
+    def _heap_for(self, message: BrokerMessage) -> list[int]:
+        if not self.policy.requires_session:
+            return self._available
+        return self._session(str(message.session_id)).available
+
+    def _session(self, session_id: str) -> MessageSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = self.sessions[session_id] = MessageSession(session_id)
+        return session
+
+    def _make_available(self, message: BrokerMessage) -> None:
+        heapq.heappush(self._heap_for(message), message.sequence_number)
+        self._notify()
 
     def _start_time_to_live(self, message: BrokerMessage, now: float) -> None:
         """A message's TTL runs from when it becomes active, capped by the entity default."""
@@ -142,40 +170,65 @@ class MessageStore:
     # -- receive -------------------------------------------------------------------------------
 
     def has_available(self, now: float) -> bool:
-        return self._peek_available(now) is not None
+        return self._peek_available(now, self._available) is not None
 
-    def _peek_available(self, now: float) -> BrokerMessage | None:
-        while self._available:
-            seq = self._available[0]
+    def _peek_available(self, now: float, heap: list[int]) -> BrokerMessage | None:
+        while heap:
+            seq = heap[0]
             message = self.messages.get(seq)
             if (
                 message is None
                 or message.state is not MessageState.ACTIVE
                 or message.lock_token is not None
             ):
-                heapq.heappop(self._available)
+                heapq.heappop(heap)
                 continue
             if message.expires_at <= now:
-                heapq.heappop(self._available)
+                heapq.heappop(heap)
                 self._expire(message, now)
                 continue
             return message
         return None
 
-    def receive(self, max_count: int, now: float, mode: ReceiveMode) -> list[BrokerMessage]:
-        """Hand out up to ``max_count`` messages in sequence order, locking or removing them."""
+    def receive(
+        self,
+        max_count: int,
+        now: float,
+        mode: ReceiveMode,
+        session: MessageSession | None = None,
+    ) -> list[BrokerMessage]:
+        """Hand out up to ``max_count`` messages in sequence order, locking or removing them.
+
+        On a session store only the given session's messages, and only while its lock holds.
+        """
+        if self.policy.requires_session:
+            if session is None:
+                raise InvalidOperationError(
+                    f"'{self.path}' requires sessions: receive with a session receiver."
+                )
+            if session.locked_until <= now:
+                raise SessionLockLostError(_SESSION_LOCK_LOST.format(session.id))
+            heap = session.available
+        else:
+            heap = self._available
         out: list[BrokerMessage] = []
         while len(out) < max_count:
-            message = self._peek_available(now)
+            message = self._peek_available(now, heap)
             if message is None:
                 break
-            heapq.heappop(self._available)
-            out.append(self._hand_out(message, now, mode))
+            heapq.heappop(heap)
+            out.append(self._hand_out(message, now, mode, session))
         if out:
             self.accessed_at = now
         return out
 
-    def _hand_out(self, message: BrokerMessage, now: float, mode: ReceiveMode) -> BrokerMessage:
+    def _hand_out(
+        self,
+        message: BrokerMessage,
+        now: float,
+        mode: ReceiveMode,
+        session: MessageSession | None = None,
+    ) -> BrokerMessage:
         self.counters.delivered += 1
         if mode is ReceiveMode.RECEIVE_AND_DELETE:
             del self.messages[message.sequence_number]
@@ -183,7 +236,9 @@ class MessageStore:
             return message
         token = uuid.uuid4()
         message.lock_token = token
-        message.locked_until = now + self.policy.lock_duration
+        message.locked_until = (
+            session.locked_until if session is not None else now + self.policy.lock_duration
+        )
         self._locks[token] = message
         heapq.heappush(self._lock_heap, (message.locked_until, token))
         return message
@@ -212,11 +267,17 @@ class MessageStore:
     def locked(self, token: uuid.UUID, now: float) -> BrokerMessage:
         """The message held by ``token``; raises if the lock is unknown or has lapsed."""
         message = self._locks.get(token)
+        if message is None and token in self._session_tokens_lost:
+            raise SessionLockLostError(_SESSION_LOCK_LOST.format(self._session_tokens_lost[token]))
         if message is None or message.lock_token != token:
             raise MessageLockLostError(
                 "The lock supplied is invalid. Either the lock expired, or the message has "
                 "already been removed from the queue."
             )
+        if self.policy.requires_session and message.session_id is not None:
+            session = self.sessions.get(str(message.session_id))
+            if session is None or session.locked_until <= now:
+                raise SessionLockLostError(_SESSION_LOCK_LOST.format(message.session_id))
         if message.locked_until <= now:
             self._lock_expired(message, now)
             raise MessageLockLostError(
@@ -232,6 +293,13 @@ class MessageStore:
         if message.lock_token is not None:
             self._locks.pop(message.lock_token, None)
             message.lock_token = None
+
+    def _remember_session_loss(self, message: BrokerMessage) -> None:
+        if message.lock_token is None or message.session_id is None:
+            return
+        self._session_tokens_lost[message.lock_token] = str(message.session_id)
+        while len(self._session_tokens_lost) > 10_000:
+            self._session_tokens_lost.popitem(last=False)
 
     def complete(self, token: uuid.UUID, now: float) -> None:
         message = self.locked(token, now)
@@ -299,8 +367,7 @@ class MessageStore:
             message.delivery_count += 1
         self.updated_at = now
         if message.state is MessageState.ACTIVE:
-            heapq.heappush(self._available, message.sequence_number)
-            self._notify()
+            self._make_available(message)
 
     def _move_to_dead_letter(
         self, message: BrokerMessage, now: float, reason: str | None, description: str | None
@@ -327,9 +394,16 @@ class MessageStore:
 
     # -- peek / scheduled ------------------------------------------------------------------------
 
-    def peek(self, from_sequence_number: int, count: int) -> list[BrokerMessage]:
+    def peek(
+        self, from_sequence_number: int, count: int, session_id: str | None = None
+    ) -> list[BrokerMessage]:
         """Messages in sequence order from ``from_sequence_number``, without changing state."""
-        seqs = sorted(s for s in self.messages if s >= from_sequence_number)[:count]
+        seqs = sorted(
+            seq
+            for seq, message in self.messages.items()
+            if seq >= from_sequence_number
+            and (session_id is None or str(message.session_id) == session_id)
+        )[:count]
         return [self.messages[s] for s in seqs]
 
     def cancel_scheduled(self, sequence_numbers: Iterable[int]) -> None:
@@ -342,6 +416,7 @@ class MessageStore:
 
     def _lock_expired(self, message: BrokerMessage, now: float) -> None:
         self.counters.lock_expirations += 1
+        self._remember_session_loss(message)
         if message.state is MessageState.DEFERRED:
             self._unlock(message)
             message.delivery_count += 1
@@ -366,8 +441,12 @@ class MessageStore:
                 message.state = MessageState.ACTIVE
                 message.enqueued_time = now
                 self._start_time_to_live(message, now)
-                heapq.heappush(self._available, seq)
-                self._notify()
+                self._make_available(message)
+        while self._session_locks and self._session_locks[0][0] <= now:
+            _, session_id = heapq.heappop(self._session_locks)
+            session = self.sessions.get(session_id)
+            if session is not None and session.owner is not None and session.locked_until <= now:
+                session.owner = None
         while self._lock_heap and self._lock_heap[0][0] <= now:
             _, token = heapq.heappop(self._lock_heap)
             message = self._locks.get(token)
@@ -388,6 +467,14 @@ class MessageStore:
         candidates: list[float] = []
         if self._scheduled:
             candidates.append(self._scheduled[0][0])
+        while self._session_locks:
+            until, session_id = self._session_locks[0]
+            session = self.sessions.get(session_id)
+            if session is None or session.owner is None or session.locked_until != until:
+                heapq.heappop(self._session_locks)
+                continue
+            candidates.append(until)
+            break
         while self._lock_heap:
             until, token = self._lock_heap[0]
             message = self._locks.get(token)
@@ -406,9 +493,97 @@ class MessageStore:
         return min(candidates) if candidates else None
 
     def clear(self) -> None:
+        self.sessions.clear()
+        self._session_locks.clear()
         self.messages.clear()
         self._available.clear()
         self._locks.clear()
         self._lock_heap.clear()
         self._scheduled.clear()
         self._expiry.clear()
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def accept_session(
+        self, session_id: str | None, owner: object, now: float
+    ) -> MessageSession | None:
+        """Lock a session for ``owner``: the named one, or the next with messages (None if none)."""
+        if not self.policy.requires_session:
+            raise InvalidOperationError(
+                f"'{self.path}' does not require sessions: a session receiver cannot be opened."
+            )
+        if session_id is None:
+            candidates = [
+                s
+                for s in self.sessions.values()
+                if not s.is_locked(now) and self._peek_available(now, s.available) is not None
+            ]
+            if not candidates:
+                return None
+            session = min(candidates, key=lambda s: s.available[0])
+        else:
+            session = self._session(session_id)
+            if session.is_locked(now) and session.owner is not owner:
+                raise SessionCannotBeLockedError(
+                    f"The requested session '{session_id}' cannot be accepted. "
+                    "It may be locked by another receiver."
+                )
+        session.owner = owner
+        self._set_session_lock(session, now + self.policy.lock_duration)
+        return session
+
+    def _set_session_lock(self, session: MessageSession, until: float) -> None:
+        session.locked_until = until
+        heapq.heappush(self._session_locks, (until, session.id))
+        for message in self._locks.values():
+            if message.session_id is not None and str(message.session_id) == session.id:
+                message.locked_until = until
+                heapq.heappush(self._lock_heap, (until, message.lock_token))  # type: ignore[misc]
+
+    def renew_session_lock(self, session_id: str, now: float) -> float:
+        session = self.sessions.get(session_id)
+        if session is None or not session.is_locked(now):
+            raise SessionLockLostError(_SESSION_LOCK_LOST.format(session_id))
+        self._set_session_lock(session, now + self.policy.lock_duration)
+        return session.locked_until
+
+    def release_session(self, session: MessageSession, owner: object, now: float) -> None:
+        """A session receiver went away: free the session and return its locked messages."""
+        if session.owner is not owner:
+            return
+        session.owner = None
+        session.locked_until = now
+        for message in [m for m in self._locks.values() if m.session_id is not None]:
+            if str(message.session_id) == session.id:
+                self._remember_session_loss(message)
+                self._return(message, now, count_delivery=True)
+
+    def session_state(self, session_id: str, now: float) -> bytes | None:
+        session = self.sessions.get(session_id)
+        if session is None or not session.is_locked(now):
+            raise SessionLockLostError(_SESSION_LOCK_LOST.format(session_id))
+        return session.state
+
+    def set_session_state(self, session_id: str, state: bytes | None, now: float) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or not session.is_locked(now):
+            raise SessionLockLostError(_SESSION_LOCK_LOST.format(session_id))
+        session.state = state
+        session.updated_at = now
+
+    def session_ids(self, updated_since: float | None = None) -> list[str]:
+        """Sessions that have messages or state (``get-message-sessions``)."""
+        with_messages = {
+            str(m.session_id) for m in self.messages.values() if m.session_id is not None
+        }
+        return [
+            s.id
+            for s in self.sessions.values()
+            if s.id in with_messages
+            or (s.state is not None and (updated_since is None or s.updated_at >= updated_since))
+        ]
+
+
+_SESSION_LOCK_LOST = (
+    "The session lock has expired on the MessageSession '{}'. Accept a new MessageSession."
+)
