@@ -915,3 +915,34 @@ def test_forwarding_loops_are_rejected_naming_the_cycle() -> None:
 def test_subscription_forwarding_to_its_own_topic_is_a_loop() -> None:
     with pytest.raises(ConfigError, match="loop"):
         parse_config(topic_doc({"Name": "s", "Properties": {"ForwardTo": "T"}}))
+
+
+def test_entity_level_policies_are_parsed_and_validated() -> None:
+    doc = {
+        "UserConfig": {
+            "Namespaces": [
+                {
+                    "Name": "n",
+                    "Queues": [
+                        {
+                            "Name": "q",
+                            "SharedAccessPolicies": [
+                                {"Name": "reader", "Key": "k", "Rights": ["Listen"]}
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    }
+    (queue,) = parse_config(doc).queues
+    assert [(p.name, p.rights) for p in queue.policies] == [("reader", AccessRights.LISTEN)]
+    doc["UserConfig"]["Namespaces"][0]["Queues"][0]["SharedAccessPolicies"][0]["Rights"] = [
+        "Read"
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.errors == [
+        "UserConfig.Namespaces[0].Queues[0].SharedAccessPolicies[0].Rights[0]: "
+        "'Read' is not one of Send, Listen, Manage"
+    ]

@@ -22,6 +22,8 @@ as in the official sample.
 
 Extensions (the official emulator has neither):
 
+* ``"SharedAccessPolicies"`` on a queue or topic (next to ``Properties``): entity-level SAS
+  rules, valid for that entity (and a topic's subscriptions) only;
 * namespace-level ``"SharedAccessPolicies": [{"Name": "...", "Key": "...",
   "Rights": ["Send", "Listen", "Manage"]}]``. ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE``
   with Manage is always present unless a policy with that name overrides it. Manage implies
@@ -146,8 +148,8 @@ _USER_CONFIG_KEYS = ("Namespaces", "Logging")
 _LOGGING_KEYS = ("Type",)
 _LOGGING_TYPES = ("File", "Console", "File,Console", "Console,File")
 _NAMESPACE_KEYS = ("Name", "Queues", "Topics", "SharedAccessPolicies")
-_QUEUE_KEYS = ("Name", "Properties")
-_TOPIC_KEYS = ("Name", "Properties", "Subscriptions")
+_QUEUE_KEYS = ("Name", "Properties", "SharedAccessPolicies")
+_TOPIC_KEYS = ("Name", "Properties", "Subscriptions", "SharedAccessPolicies")
 _SUBSCRIPTION_KEYS = ("Name", "Properties", "Rules")
 _RULE_KEYS = ("Name", "Properties")
 _RULE_PROPERTY_KEYS = ("FilterType", "SqlFilter", "CorrelationFilter", "Action")
@@ -486,9 +488,10 @@ class _Parser:
             return None
         name = self.name(raw, path, _ENTITY_NAME_RE, _MAX_ENTITY_NAME, "queue")
         props = self.properties(raw, path, _QUEUE_PROPERTIES)
+        policies = self.entity_policies(raw, path)
         if name is None:
             return None
-        queue = QueueDescription(name=name, **props)
+        queue = QueueDescription(name=name, policies=policies, **props)
         self.forwarders.append((queue, _join(path, "Properties"), name))
         return queue
 
@@ -505,9 +508,10 @@ class _Parser:
             if (sub := self.subscription(item, f"{path}.Subscriptions[{i}]")) is not None
         ]
         self.unique(_names_with_paths(items, f"{path}.Subscriptions"), "subscription")
+        policies = self.entity_policies(raw, path)
         if name is None:
             return None
-        return TopicDescription(name=name, subscriptions=subscriptions, **props)
+        return TopicDescription(name=name, subscriptions=subscriptions, policies=policies, **props)
 
     def subscription(self, value: object, path: str) -> SubscriptionDescription | None:
         raw = self.obj(value, path, _SUBSCRIPTION_KEYS)
@@ -654,7 +658,8 @@ class _Parser:
                 ok = False
         return dict(value) if ok else None
 
-    def policies(self, raw: Mapping[str, Any], path: str) -> list[SasPolicy]:
+    def entity_policies(self, raw: Mapping[str, Any], path: str) -> list[SasPolicy]:
+        """SAS rules that grant access to one queue or topic only (the service's entity rules)."""
         items = self.array(raw, "SharedAccessPolicies", path)
         configured: list[SasPolicy] = []
         for i, item in enumerate(items):
@@ -662,6 +667,10 @@ class _Parser:
             if policy is not None:
                 configured.append(policy)
         self.unique(_names_with_paths(items, f"{path}.SharedAccessPolicies"), "policy")
+        return configured
+
+    def policies(self, raw: Mapping[str, Any], path: str) -> list[SasPolicy]:
+        configured = self.entity_policies(raw, path)
         overridden = {p.name.casefold() for p in configured}
         defaults = [p for p in default_policies() if p.name.casefold() not in overridden]
         return defaults + configured

@@ -97,6 +97,8 @@ class QueueDescription:
     forward_to: str | None = None
     forward_dead_lettered_messages_to: str | None = None
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    policies: list[SasPolicy] = field(default_factory=list)
+    """Entity-level SAS rules: valid for this entity only, besides the namespace's."""
 
 
 @dataclass
@@ -128,6 +130,8 @@ class TopicDescription:
     requires_duplicate_detection: bool = False
     duplicate_detection_history_time_window: timedelta = DEFAULT_DUPLICATE_DETECTION_WINDOW
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    policies: list[SasPolicy] = field(default_factory=list)
+    """Entity-level SAS rules: valid for this entity only, besides the namespace's."""
     subscriptions: list[SubscriptionDescription] = field(default_factory=list)
 
     def find_subscription(self, name: str) -> SubscriptionDescription | None:

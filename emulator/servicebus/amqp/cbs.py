@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..auth import AuthError, entity_path_from_audience, parse_sas_token, validate_token
 from ..core.errors import EntityNotFoundError
+from ..topology import SasPolicy
 from .requests import Request, encode_response, parse_request
 
 if TYPE_CHECKING:
@@ -50,17 +51,38 @@ class CbsNode:
             token = token.decode("utf-8", "replace")
         if not isinstance(token, str):
             return 400, "the put-token body must be the token string"
+        path = entity_path_from_audience(audience).removesuffix("/$management")
+        entity_name, entity_policies = self._entity_policies(path)
         try:
-            rights = validate_token(token, audience, self.server.topology.policies, time.time())
-            scope = entity_path_from_audience(parse_sas_token(token).sr)
+            rights = validate_token(
+                token, audience, [*self.server.topology.policies, *entity_policies], time.time()
+            )
+            parsed = parse_sas_token(token)
         except AuthError as exc:
             log.info("put-token refused for %s: %s", audience, exc)
             return 401, f"InvalidSignature: {exc}"
-        path = entity_path_from_audience(audience)
         if path:
             try:
-                self.server.broker.resolve(path.removesuffix("/$management"))
+                self.server.broker.resolve(path)
             except EntityNotFoundError as exc:
                 return 404, str(exc)
-        connection.tokens[scope.casefold()] = (rights, float(parse_sas_token(token).se))
+        scope = entity_path_from_audience(parsed.sr)
+        namespace_names = {p.name.casefold() for p in self.server.topology.policies}
+        if parsed.skn.casefold() not in namespace_names and entity_name is not None:
+            scope = entity_name  # an entity rule never reaches beyond its entity
+        connection.tokens[scope.casefold()] = (rights, float(parsed.se))
         return 202, "Accepted"
+
+    def _entity_policies(self, path: str) -> tuple[str | None, list[SasPolicy]]:
+        """The queue or topic a path belongs to, and its entity-level SAS rules."""
+        if not path:
+            return None, []
+        broker = self.server.broker
+        first = path.split("/", 1)[0]
+        for candidate in (path, first):
+            entity = broker.queues.get(candidate.casefold()) or broker.topics.get(
+                candidate.casefold()
+            )
+            if entity is not None:
+                return entity.name, list(entity.description.policies)
+        return None, []
