@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 COMPAT_VENV := .venv-sdk714
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 PYTEST_WORKERS ?= 4
+# 5672 is the official emulator's port, but RabbitMQ often holds it; `make run SB_PORT=5672`.
+SB_PORT ?= 5673
+ADMIN_PORT ?= 5300
 
 .PHONY: setup test test-unit test-compat lint bench run clean
 
@@ -14,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,workers]'
+	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins]'
 	touch $(STAMP)
 
 $(COMPAT_STAMP): pyproject.toml
@@ -40,7 +43,7 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 run: setup
-	$(BIN)/sbemu --config config/Config.json
+	$(BIN)/sbemu --config config/Config.json --port $(SB_PORT) --admin-port $(ADMIN_PORT)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .pytest_cache build *.egg-info

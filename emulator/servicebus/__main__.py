@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sbemu: invalid configuration {args.config}:\n{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"sbemu: cannot listen: {exc}", file=sys.stderr)
+        print(
+            f"sbemu: cannot listen on {args.host}:{args.port} / {args.admin_port}: {exc}\n"
+            "  another server (RabbitMQ uses 5672) may hold the port: pass --port 0 for any "
+            "free port, or another port",
+            file=sys.stderr,
+        )
         return 3
     elapsed = time.perf_counter() - started
     topology = emulator.topology

@@ -141,3 +141,18 @@ def test_cli_rejects_invalid_config(tmp_path) -> None:  # type: ignore[no-untype
     )
     assert result.returncode == 2
     assert "LockDuration" in result.stderr
+
+
+def test_cli_reports_a_busy_port_clearly() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "emulator.servicebus", "--port", str(port), "--admin-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 3
+    assert "--port 0" in result.stderr

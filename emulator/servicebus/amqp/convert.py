@@ -53,7 +53,7 @@ _BROKER_ANNOTATIONS = frozenset(
 )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class WirePayload:
     """The sender's encoding of one message, shared read-only between fan-out copies."""
 
