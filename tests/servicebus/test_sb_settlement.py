@@ -105,3 +105,23 @@ def test_unsettled_message_of_a_vanished_client_stays_locked_until_expiry(
             assert again.sequence_number == msg.sequence_number
             assert again.delivery_count == 1
             receiver.complete_message(again)
+
+
+def test_connection_dropped_mid_lock_keeps_the_lock_until_it_expires(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "vanishing")
+        receiver = client.get_queue_receiver("q", max_wait_time=2)
+        (msg,) = receiver.receive_messages(max_wait_time=2)
+        assert msg.enqueued_sequence_number == msg.sequence_number
+        # The client's machine disappears: its TCP connection is torn down without AMQP goodbyes.
+        server = emulator._server
+        emulator.call(lambda: [c.transport.abort() for c in list(server.connections)])
+        with client.get_queue_receiver("q", max_wait_time=0.5) as other:
+            assert other.receive_messages(max_wait_time=0.5) == []
+            emulator.clock.advance(31)
+            (again,) = other.receive_messages(max_wait_time=2)
+            assert again.sequence_number == msg.sequence_number
+            other.complete_message(again)
+        receiver.close()

@@ -189,6 +189,7 @@ def encode_for_delivery(
     )
     annotations: dict[object, object] = dict(message.annotations)
     annotations[SEQUENCE_NUMBER] = Long(message.sequence_number)
+    annotations[ENQUEUE_SEQUENCE_NUMBER] = Long(message.sequence_number)
     annotations[ENQUEUED_TIME] = _when(message.enqueued_time)
     if locked and message.lock_token is not None:
         annotations[LOCKED_UNTIL] = _when(message.locked_until)
