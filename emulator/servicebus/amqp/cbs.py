@@ -25,22 +25,27 @@ class CbsNode:
 
     def handle(self, connection: AmqpConnection, session: Session, raw: bytes) -> None:
         request = parse_request(raw)
-        status, description = self._put_token(connection, request)
+        audience = str(request.prop("name") or "")
+        effect = connection.fault("put-token", entity_path_from_audience(audience))
+        if connection.closed:
+            return
+        if effect is not None and effect.condition is not None:
+            status, description = 503, effect.description
+        else:
+            status, description = self._put_token(connection, request)
         reply_link = connection.find_link(session, "$cbs")
         if reply_link is None:
             log.warning("put-token without a $cbs receiver link; dropping the reply")
             return
-        connection.send_reply(
-            reply_link,
-            encode_response(
-                request,
-                status,
-                description,
-                None,
-                status_code_key="status-code",
-                status_description_key="status-description",
-            ),
+        reply = encode_response(
+            request,
+            status,
+            description,
+            None,
+            status_code_key="status-code",
+            status_description_key="status-description",
         )
+        connection.after_fault(effect, lambda: connection.send_reply(reply_link, reply))
 
     def _put_token(self, connection: AmqpConnection, request: Request) -> tuple[int, str]:
         if str(request.prop("operation")) != "put-token":

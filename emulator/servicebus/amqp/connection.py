@@ -28,6 +28,7 @@ from ..core.errors import (
     SessionLockLostError,
 )
 from ..core.store import ReceiveMode
+from ..faults import FaultEffect
 from ..topology import AccessRights
 from . import conditions
 from .codec import DecodeError, decode, encode_value
@@ -218,6 +219,30 @@ class AmqpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    # -- injected faults ------------------------------------------------------------------------
+
+    def fault(self, operation: str, entity_path: str) -> FaultEffect | None:
+        """Ask the fault injector; a connection drop is carried out here and now."""
+        effect = self.server.faults.check(operation, entity_path)
+        if effect is not None and effect.effect == "connection-drop":
+            log.info("fault: dropping connection %s on %s %s", self.id, operation, entity_path)
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+        return effect
+
+    def after_fault(self, effect: FaultEffect | None, action: Callable[[], None]) -> None:
+        """Run ``action`` now, or after the injected latency."""
+        if effect is not None and effect.effect == "latency":
+            self.server.call_later(effect.latency_ms / 1000, lambda: self._delayed(action))
+        else:
+            action()
+
+    def _delayed(self, action: Callable[[], None]) -> None:
+        if not self.closed:
+            action()
+            self.server.after_activity()
+
     # -- frame dispatch ------------------------------------------------------------------------
 
     def _on_frame(self, channel: int, performative: object, payload: bytes | memoryview) -> None:
@@ -267,6 +292,12 @@ class AmqpConnection(asyncio.Protocol):
     def _on_open(self, frame: Open) -> None:
         self.container_id = str(frame.container_id)
         self.peer_max_frame = int(frame.max_frame_size or _MAX_UINT)
+        effect = self.fault("connect", "")
+        if self.closed:
+            return
+        self.after_fault(effect, lambda: self._answer_open(frame, effect))
+
+    def _answer_open(self, frame: Open, effect: FaultEffect | None) -> None:
         self.send(
             0,
             Open(
@@ -277,6 +308,8 @@ class AmqpConnection(asyncio.Protocol):
                 idle_time_out=None,
             ),
         )
+        if effect is not None and effect.condition is not None:
+            self.close(effect.condition, effect.description)
 
     def _on_begin(self, channel: int, frame: Begin) -> None:
         if channel in self.sessions:
@@ -706,12 +739,18 @@ class AmqpConnection(asyncio.Protocol):
             link.granted = LINK_CREDIT
             self._send_link_flow(link)
         if link.kind is LinkKind.ENTITY:
-            state = self._accept_messages(link, body, message_format)
-            if not settled and delivery_id is not None:
-                self.send(
-                    session.local_channel,
-                    Disposition(role=True, first=UInt(delivery_id), settled=True, state=state),
+            effect = self.fault("send", link.entity_path)
+            if self.closed:
+                return
+            if effect is not None and effect.condition is not None:
+                state: object = Rejected(
+                    error=Error(condition=Symbol(effect.condition), description=effect.description)
                 )
+            else:
+                state = self._accept_messages(link, body, message_format)
+            if not settled and delivery_id is not None:
+                reply = Disposition(role=True, first=UInt(delivery_id), settled=True, state=state)
+                self.after_fault(effect, lambda: self.send(session.local_channel, reply))
         elif link.kind is LinkKind.CBS:
             self.server.cbs.handle(self, session, body)
             self._settle_request(session, delivery_id, settled)
@@ -762,6 +801,22 @@ class AmqpConnection(asyncio.Protocol):
         if link.pending_attach is not None:
             self._try_accept_session(link)
             return
+        if link.credit > 0 and link.store.has_any_available(link.message_session):
+            if link.delayed_until > self.server.broker.clock.now():
+                return
+            effect = self.fault("receive", link.entity_path)
+            if self.closed:
+                return
+            if effect is not None and effect.condition is not None:
+                error = Error(condition=Symbol(effect.condition), description=effect.description)
+                self._detach_with_error(link, error)
+                return
+            if effect is not None and effect.effect == "latency":
+                link.delayed_until = self.server.broker.clock.now() + effect.latency_ms / 1000
+                self.server.call_later(
+                    effect.latency_ms / 1000, lambda: self.server.want_pump(self, link)
+                )
+                return
         session = link.session
         now = self.server.broker.clock.now()
         while link.credit > 0 and session.remote_incoming_window > 0:
@@ -844,11 +899,21 @@ class AmqpConnection(asyncio.Protocol):
             delivery = session.unsettled.pop(delivery_id, None)
             if delivery is None:
                 continue
-            outcome = self._settle(delivery, frame.state)
+            effect = self.fault("settle", delivery.link.entity_path)
+            if self.closed:
+                return
+            if effect is not None and effect.condition is not None:
+                outcome: object = Rejected(
+                    error=Error(condition=Symbol(effect.condition), description=effect.description)
+                )
+            else:
+                outcome = self._settle(delivery, frame.state)
             if not frame.settled:
-                self.send(
-                    session.local_channel,
-                    Disposition(role=False, first=UInt(delivery_id), settled=True, state=outcome),
+                reply = Disposition(
+                    role=False, first=UInt(delivery_id), settled=True, state=outcome
+                )
+                self.after_fault(
+                    effect, lambda reply=reply: self.send(session.local_channel, reply)
                 )
 
     def _settle(self, delivery: OutgoingDelivery, state: object) -> object:

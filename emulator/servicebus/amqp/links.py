@@ -55,6 +55,8 @@ class Link:
     pending_attach: object | None = None
     wait_handle: asyncio.TimerHandle | None = None
     message_session: MessageSession | None = None
+    delayed_until: float = 0.0
+    """Injected receive latency: no deliveries before this (broker clock) time."""
 
 
 @dataclass(slots=True)

@@ -42,6 +42,9 @@ log = logging.getLogger("emulator.servicebus.management")
 VENDOR = "com.microsoft:"
 
 
+_FAULT_STATUS = {"server-busy": 503, "timeout": 408, "lock-lost": 410}
+
+
 class ManagementError(Exception):
     def __init__(self, status: int, condition: str, description: str) -> None:
         super().__init__(description)
@@ -261,25 +264,38 @@ class ManagementNode:
         except DecodeError as exc:
             log.warning("malformed $management request on %s: %s", link.entity_path, exc)
             return
-        status, condition, description, body = self.execute(connection, link.entity_path, request)
+        operation = str(request.prop("operation") or "")
+        fault_operation = "renew-lock" if operation == VENDOR + "renew-lock" else "management"
+        effect = connection.fault(fault_operation, link.entity_path)
+        if connection.closed:
+            return
+        if effect is not None and effect.condition is not None:
+            status, condition, description, body = (
+                _FAULT_STATUS.get(effect.effect, 503),
+                effect.condition,
+                effect.description,
+                None,
+            )
+        else:
+            status, condition, description, body = self.execute(
+                connection, link.entity_path, request
+            )
         reply_to = request.properties.reply_to
         reply_link = connection.find_link(link.session, str(reply_to or link.address))
         if reply_link is None:
             log.warning("no reply link for $management request on %s", link.entity_path)
             return
         extra = {"errorCondition": Symbol(condition)} if condition else None
-        connection.send_reply(
-            reply_link,
-            encode_response(
-                request,
-                status,
-                description,
-                body if body is not None else {},
-                status_code_key="statusCode",
-                status_description_key="statusDescription",
-                extra_properties=extra,
-            ),
+        reply = encode_response(
+            request,
+            status,
+            description,
+            body if body is not None else {},
+            status_code_key="statusCode",
+            status_description_key="statusDescription",
+            extra_properties=extra,
         )
+        connection.after_fault(effect, lambda: connection.send_reply(reply_link, reply))
 
     def execute(
         self, connection: AmqpConnection, path: str, request: Request

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from ..core.broker import Broker
+from ..faults import FaultInjector
 from ..topology import NamespaceTopology
 from .cbs import CbsNode
 from .connection import AmqpConnection
@@ -28,6 +29,7 @@ class AmqpServer:
         self.namespace = topology.name
         self.cbs = CbsNode(self)
         self.management = ManagementNode(self)
+        self.faults = FaultInjector()
         self.connections: set[AmqpConnection] = set()
         self._pending: dict[int, tuple[AmqpConnection, Link]] = {}
         self._flush_scheduled = False
@@ -38,7 +40,12 @@ class AmqpServer:
 
     async def start(self, host: str, port: int) -> int:
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(lambda: AmqpConnection(self), host, port)
+        # The admin plane wraps the factory to sniff HTTPS (the admin client) on this port.
+        factory: Callable[[], asyncio.Protocol] = lambda: AmqpConnection(self)  # noqa: E731
+        wrapper = getattr(self, "protocol_wrapper", None)
+        self._server = await self._loop.create_server(
+            wrapper(factory) if wrapper is not None else factory, host, port
+        )
         bound = self._server.sockets[0].getsockname()[1]
         self.after_activity()
         return int(bound)

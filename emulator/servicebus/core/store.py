@@ -169,6 +169,10 @@ class MessageStore:
 
     # -- receive -------------------------------------------------------------------------------
 
+    def has_any_available(self, session: MessageSession | None = None) -> bool:
+        """Cheap hint (may include stale entries) that a receive could deliver something."""
+        return bool(session.available if session is not None else self._available)
+
     def has_available(self, now: float) -> bool:
         return self._peek_available(now, self._available) is not None
 
