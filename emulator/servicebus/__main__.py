@@ -21,7 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--admin-port", type=int, default=5300, help="health/admin HTTP port (0 = any free port)"
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--tls-dir",
+        default=None,
+        help="where to write the HTTPS CA bundle (default: <tempdir>/sbemu-<port>)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG logs every admin/control request"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -29,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         emulator = ServiceBusEmulator.from_config(
-            args.config, host=args.host, port=args.port, admin_port=args.admin_port
+            args.config,
+            host=args.host,
+            port=args.port,
+            admin_port=args.admin_port,
+            tls_dir=args.tls_dir,
         )
         emulator.start()
     except ConfigError as exc:
@@ -48,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Service Bus emulator ready in {elapsed:.2f}s", flush=True)
     print(f"  AMQP:   {emulator.host}:{emulator.port}", flush=True)
     print(f"  admin:  {emulator.health_url}", flush=True)
+    print(f"  control API: {emulator.control_url}", flush=True)
+    print(
+        f"  management API: https://{emulator.host}:{emulator.port} and "
+        f"{emulator.admin_endpoint} (CA bundle: {emulator.ca_bundle})",
+        flush=True,
+    )
     print(
         f"  entities: {len(topology.queues)} queue(s), {len(topology.topics)} topic(s), "
         f"{sum(len(t.subscriptions) for t in topology.topics)} subscription(s)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import logging
 import threading
 from collections.abc import Callable
@@ -15,11 +16,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from .admin import AdminServer, AtomApi, ControlApi
+from .admin import tls as admin_tls
 from .amqp.server import AmqpServer
 from .config import load_config
 from .core.broker import Broker
 from .core.clock import EmulatorClock
-from .health import handle_admin
+from .faults import FaultInjector
 from .topology import ROOT_POLICY_KEY, ROOT_POLICY_NAME, NamespaceTopology
 
 log = logging.getLogger("emulator.servicebus")
@@ -40,23 +43,43 @@ class ServiceBusEmulator:
         port: int = 0,
         admin_port: int = 0,
         clock: EmulatorClock | None = None,
+        tls_dir: str | Path | None = None,
+        config_path: str | Path | None = None,
     ) -> None:
         self.topology = topology
         self.host = host
         self.port = port
         self.admin_port = admin_port
         self.clock = clock or EmulatorClock()
+        self.config_path = Path(config_path) if config_path is not None else None
+        self._initial = copy.deepcopy(topology)
         self.broker = Broker(topology, self.clock)
+        self.faults = FaultInjector()
+        """Fault rules and per-entity operation counts; the AMQP layer calls ``check``."""
         self._server = AmqpServer(self.broker, topology)
+        self._server.faults = self.faults
+        self.atom_api = AtomApi(self.broker, topology, self.clock)
+        self.control_api = ControlApi(
+            self.broker,
+            topology,
+            self.clock,
+            self.faults,
+            self.atom_api,
+            reload=self._reload_topology,
+            after_reload=self._drop_amqp_connections,
+        )
+        self._tls_dir = Path(tls_dir) if tls_dir is not None else None
+        self._tls: admin_tls.TlsMaterial | None = None
+        self._admin_server: AdminServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._admin: asyncio.Server | None = None
         self._advance_listener = self._on_clock_advanced
 
     # -- construction ----------------------------------------------------------------------------
 
     @classmethod
     def from_config(cls, path: str | Path = PROJECT_CONFIG, **kwargs: object) -> ServiceBusEmulator:
+        kwargs.setdefault("config_path", path)
         return cls(load_config(path), **kwargs)  # type: ignore[arg-type]
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -90,15 +113,25 @@ class ServiceBusEmulator:
         loop.close()
 
     async def _start_servers(self) -> None:
-        self.port = await self._server.start(self.host, self.port)
-        self._admin = await asyncio.start_server(handle_admin, self.host, self.admin_port)
-        self.admin_port = int(self._admin.sockets[0].getsockname()[1])
+        # One certificate serves both ports; the CA bundle lands under the bound AMQP port.
+        material = admin_tls.generate(admin_tls.staging_directory(), self.host)
+        admin = AdminServer(self.atom_api, self.control_api, material.server_context())
+        self._admin_server = admin
+        self._server.protocol_wrapper = admin.sniffing  # type: ignore[attr-defined]
+        try:
+            self.port = await self._server.start(self.host, self.port)
+            self.admin_port = await admin.start(self.host, self.admin_port)
+        except BaseException:
+            material.remove()
+            raise
+        self._tls = material.move_to(self._tls_dir or admin_tls.default_directory(self.port))
 
     async def _stop_servers(self) -> None:
         await self._server.stop()
-        if self._admin is not None:
-            self._admin.close()
-            await self._admin.wait_closed()
+        if self._admin_server is not None:
+            await self._admin_server.stop()
+        if self._tls is not None:
+            self._tls.remove()
 
     def stop(self) -> None:
         self.clock.remove_listener(self._advance_listener)
@@ -145,6 +178,23 @@ class ServiceBusEmulator:
     def health_url(self) -> str:
         return f"http://{self.host}:{self.admin_port}/health"
 
+    @property
+    def control_url(self) -> str:
+        """Base URL of the JSON control API (plain HTTP on the admin port)."""
+        return f"http://{self.host}:{self.admin_port}/control"
+
+    @property
+    def admin_endpoint(self) -> str:
+        """HTTPS base URL of the management API on the admin port (the AMQP port works too)."""
+        return f"https://{self.host}:{self.admin_port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA certificate that signed the HTTPS certificate (``connection_verify=...``)."""
+        if self._tls is None:
+            raise RuntimeError("the emulator is not running")
+        return self._tls.ca_bundle
+
     # -- running code on the emulator's loop ------------------------------------------------------
 
     def call(self, function: Callable[[], T]) -> T:
@@ -167,3 +217,16 @@ class ServiceBusEmulator:
 
     def _on_clock_advanced(self) -> None:
         self.call(self._server.process_due)
+
+    # -- control API hooks -------------------------------------------------------------------
+
+    def _reload_topology(self) -> NamespaceTopology:
+        """What ``reset`` with reload re-creates: the config file again, else the start state."""
+        if self.config_path is not None:
+            return load_config(self.config_path)
+        return copy.deepcopy(self._initial)
+
+    def _drop_amqp_connections(self) -> None:
+        """After a reload, links point at entities that no longer exist: make clients reconnect."""
+        for connection in list(self._server.connections):
+            connection.close("amqp:connection:forced", "the emulator's entities were reloaded")

@@ -18,10 +18,12 @@ from .clock import Clock
 from .entities import (
     DEAD_LETTER_SUFFIX,
     TRANSFER_DEAD_LETTER_SUFFIX,
+    CompiledRule,
     Queue,
     ResolvedPath,
     Subscription,
     Topic,
+    apply_description,
 )
 from .errors import (
     EntityNotFoundError,
@@ -253,6 +255,157 @@ class Broker:
             topic.cancel_scheduled(list(topic._scheduled))
         for store in self.stores():
             store.clear()
+
+    # -- management plane (admin API) -------------------------------------------------------
+    # Descriptions in ``self.topology`` are kept in step, so a later reset/reload and the
+    # $cbs node (entity SAS rules) see what the admin API created.
+
+    def _check_forwarding(self) -> None:
+        cycle = forwarding_cycle(self.topology)
+        if cycle:
+            raise InvalidOperationError("ForwardTo makes a loop: " + " -> ".join(cycle))
+
+    def create_queue(self, description: QueueDescription) -> Queue:
+        """Add a queue at runtime; raises InvalidOperationError on a name clash or a loop."""
+        queue = self.add_queue(description)
+        self.topology.queues.append(description)
+        try:
+            self._check_forwarding()
+        except InvalidOperationError:
+            self.delete_queue(description.name)
+            raise
+        return queue
+
+    def create_topic(self, description: TopicDescription) -> Topic:
+        topic = self.add_topic(description)
+        self.topology.topics.append(description)
+        return topic
+
+    def delete_queue(self, name: str) -> None:
+        queue = self.queue(name)
+        for store in queue.stores():
+            store.clear()
+        del self.queues[name.casefold()]
+        self.topology.queues = [q for q in self.topology.queues if q is not queue.description]
+
+    def delete_topic(self, name: str) -> None:
+        """Remove a topic with its subscriptions and every message they hold."""
+        topic = self.topic(name)
+        topic.cancel_scheduled(list(topic._scheduled))
+        for store in topic.stores():
+            store.clear()
+        del self.topics[name.casefold()]
+        self.topology.topics = [t for t in self.topology.topics if t is not topic.description]
+
+    def create_subscription(
+        self, topic_name: str, description: SubscriptionDescription
+    ) -> Subscription:
+        topic = self.topic(topic_name)
+        if topic.subscription(description.name) is not None:
+            raise InvalidOperationError(
+                f"subscription '{topic.name}/Subscriptions/{description.name}' already exists"
+            )
+        subscription = topic.add_subscription(description)
+        subscription.created_at = self.clock.now()
+        topic.description.subscriptions.append(description)
+        try:
+            self._check_forwarding()
+        except InvalidOperationError:
+            self.delete_subscription(topic_name, description.name)
+            raise
+        self._wire_forwarding(subscription, description)
+        return subscription
+
+    def delete_subscription(self, topic_name: str, name: str) -> None:
+        subscription = self.subscription(topic_name, name)
+        topic = subscription.topic
+        for store in subscription.stores():
+            store.clear()
+        del topic.subscriptions[name.casefold()]
+        topic.description.subscriptions = [
+            s for s in topic.description.subscriptions if s is not subscription.description
+        ]
+
+    def update_queue(self, description: QueueDescription) -> Queue:
+        """Replace a queue's settings (messages stay); forwarding is re-wired."""
+        queue = self.queue(description.name)
+        old = queue.description
+        self.topology.queues = [description if q is old else q for q in self.topology.queues]
+        try:
+            self._check_forwarding()
+        except InvalidOperationError:
+            self.topology.queues = [old if q is description else q for q in self.topology.queues]
+            raise
+        description.policies = old.policies
+        apply_description(queue, description)
+        queue.forwarder = None
+        queue.store.dead_letter_forward = None
+        self._wire_forwarding(queue, description)
+        queue.updated_at = self.clock.now()
+        return queue
+
+    def update_topic(self, description: TopicDescription) -> Topic:
+        topic = self.topic(description.name)
+        description.subscriptions = topic.description.subscriptions
+        description.policies = topic.description.policies
+        self.topology.topics = [
+            description if t is topic.description else t for t in self.topology.topics
+        ]
+        topic.description = description
+        if topic.duplicates is not None:
+            window = description.duplicate_detection_history_time_window
+            topic.duplicates.window = window.total_seconds()
+        topic.updated_at = self.clock.now()
+        return topic
+
+    def update_subscription(
+        self, topic_name: str, description: SubscriptionDescription
+    ) -> Subscription:
+        """Replace a subscription's settings; its rules and messages stay."""
+        subscription = self.subscription(topic_name, description.name)
+        topic = subscription.topic
+        old = subscription.description
+        description.rules = old.rules
+        subs = topic.description.subscriptions
+        topic.description.subscriptions = [description if s is old else s for s in subs]
+        try:
+            self._check_forwarding()
+        except InvalidOperationError:
+            topic.description.subscriptions = subs
+            raise
+        apply_description(subscription, description)
+        subscription.forwarder = None
+        subscription.store.dead_letter_forward = None
+        self._wire_forwarding(subscription, description)
+        subscription.updated_at = self.clock.now()
+        return subscription
+
+    def put_rule(self, topic_name: str, subscription_name: str, rule: CompiledRule) -> None:
+        """Add a compiled rule, or replace the one with the same name."""
+        subscription = self.subscription(topic_name, subscription_name)
+        folded = rule.description.name.casefold()
+        rules = [r for r in subscription.rules if r.description.name.casefold() != folded]
+        replaced = len(rules) != len(subscription.rules)
+        if replaced:
+            subscription.rules = [
+                rule if r.description.name.casefold() == folded else r for r in subscription.rules
+            ]
+        else:
+            subscription.rules.append(rule)
+        subscription.description.rules = [r.description for r in subscription.rules]
+        subscription.updated_at = self.clock.now()
+
+    def delete_rule(self, topic_name: str, subscription_name: str, rule_name: str) -> None:
+        subscription = self.subscription(topic_name, subscription_name)
+        folded = rule_name.casefold()
+        kept = [r for r in subscription.rules if r.description.name.casefold() != folded]
+        if len(kept) == len(subscription.rules):
+            raise EntityNotFoundError(
+                f"The messaging entity '{subscription.path}/Rules/{rule_name}' could not be found."
+            )
+        subscription.rules = kept
+        subscription.description.rules = [r.description for r in kept]
+        subscription.updated_at = self.clock.now()
 
 
 def _requires_session(target: Queue | Topic) -> bool:

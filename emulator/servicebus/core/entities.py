@@ -107,6 +107,9 @@ class Queue:
     def stores(self) -> list[MessageStore]:
         return [self.store, self.dead_letter, self.transfer_dead_letter]
 
+    updated_at: float = 0.0
+    """When the admin API last changed the description (0: never)."""
+
 
 def compile_rule_filter(spec: FilterSpec) -> Filter:
     if isinstance(spec, SqlFilterSpec):
@@ -190,6 +193,9 @@ class Subscription:
 
     def stores(self) -> list[MessageStore]:
         return [self.store, self.dead_letter, self.transfer_dead_letter]
+
+    updated_at: float = 0.0
+    """When the admin API last changed the description or rules (0: never)."""
 
 
 # System properties carried by the message itself (the rest are broker state).
@@ -313,3 +319,59 @@ class ResolvedPath:
     store: MessageStore | None = None
     sub_queue: str | None = None
     extra: list[str] = field(default_factory=list)
+
+
+# --- management plane (admin API): updates of live entities ------------------------------------
+
+
+def store_policy_for(description: QueueDescription | SubscriptionDescription) -> StorePolicy:
+    """The StorePolicy a queue or subscription description implies (as their constructors do)."""
+    return StorePolicy(
+        lock_duration=description.lock_duration.total_seconds(),
+        max_delivery_count=description.max_delivery_count,
+        default_time_to_live=description.default_message_time_to_live.total_seconds(),
+        dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+        requires_session=description.requires_session,
+    )
+
+
+def apply_description(
+    entity: Queue | Subscription, description: QueueDescription | SubscriptionDescription
+) -> None:
+    """Replace a live entity's settings; its messages stay, new policies apply from now on."""
+    policy = store_policy_for(description)
+    entity.description = description  # type: ignore[assignment]
+    entity.store.policy = policy
+    dlq_policy = StorePolicy(
+        lock_duration=policy.lock_duration, max_delivery_count=None, expires_messages=False
+    )
+    entity.dead_letter.policy = dlq_policy
+    entity.transfer_dead_letter.policy = dlq_policy
+    if isinstance(entity, Queue) and entity.duplicates is not None:
+        window = description.duplicate_detection_history_time_window  # type: ignore[union-attr]
+        entity.duplicates.window = window.total_seconds()
+
+
+def compile_rule(
+    description: RuleDescription,
+    filter_parameters: dict[str, object] | None = None,
+    action_parameters: dict[str, object] | None = None,
+) -> CompiledRule:
+    """CompiledRule.compile plus ``@name`` parameters (the admin API's SqlFilter.Parameters).
+
+    Raises SqlFilterError naming the problem when the filter or action is invalid.
+    """
+    if not filter_parameters and not action_parameters:
+        return CompiledRule.compile(description)
+    spec = description.filter
+    rule_filter = (
+        compile_filter(spec.expression, parameters=filter_parameters)
+        if isinstance(spec, SqlFilterSpec)
+        else compile_rule_filter(spec)
+    )
+    action = (
+        compile_action(description.action, parameters=action_parameters)
+        if description.action
+        else None
+    )
+    return CompiledRule(description, rule_filter, action)
