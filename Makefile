@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins]'
+	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins,harness,stack]'
 	touch $(STAMP)
 
 $(COMPAT_STAMP): pyproject.toml

@@ -1,0 +1,17 @@
+"""Webhook sink: records requests; answers errors or hangs (bounded) for the next N."""
+
+from emulator.webhook.sink import (
+    WebhookBehaviour,
+    WebhookRequest,
+    WebhookSink,
+    create_app,
+    hmac_sha256_signature,
+)
+
+__all__ = [
+    "WebhookBehaviour",
+    "WebhookRequest",
+    "WebhookSink",
+    "create_app",
+    "hmac_sha256_signature",
+]
