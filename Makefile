@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 4
 SB_PORT ?= 5673
 ADMIN_PORT ?= 5300
 
-.PHONY: setup test test-unit test-compat lint bench run clean
+.PHONY: setup test test-unit test-compat lint bench run up clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C
+up: setup
+	$(BIN)/python -m harness up --sb-port $(SB_PORT) --admin-port $(ADMIN_PORT)
 
 run: setup
 	$(BIN)/sbemu --config config/Config.json --port $(SB_PORT) --admin-port $(ADMIN_PORT)

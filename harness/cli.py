@@ -1,0 +1,72 @@
+"""``harness``: the local system's command line. ``harness up`` runs everything until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from .system import LocalSystem, SystemPorts
+
+CURL_EXAMPLE = """\
+Try it:
+  curl -s -X POST {api}/api/jobs/chat-suggestions -H 'content-type: application/json' \\
+       -d '{{"creatorId": "creator-1", "fanMessage": "hi! what are you up to?"}}'
+  curl -s {api}/api/jobs/<jobId>
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up", help="emulator, stand-ins, worker apps and job API, until Ctrl-C"
+    )
+    up.add_argument(
+        "--stack",
+        default="auto",
+        choices=["auto", "local", "embedded", "containers"],
+        help="where Postgres and Redis come from (auto explains its choice)",
+    )
+    up.add_argument("--sb-port", type=int, default=5673, help="Service Bus AMQP port (0 = any)")
+    up.add_argument("--admin-port", type=int, default=5300, help="emulator admin/control port")
+    up.add_argument("--api-port", type=int, default=8000, help="job API port")
+    up.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)-32s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # The SDK logs every link at INFO; keep the interleaved log about the system itself.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    system = LocalSystem(
+        provider=args.stack,
+        ports=SystemPorts(servicebus=args.sb_port, admin=args.admin_port, api=args.api_port),
+    )
+    try:
+        system.start()
+    except Exception as exc:
+        print(f"harness up: could not start: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"\nLocal system up in {time.perf_counter() - started:.1f}s (Ctrl-C to stop)", flush=True)
+    for line in system.describe():
+        print("  " + line, flush=True)
+    assert system.api is not None
+    print("\n" + CURL_EXAMPLE.format(api=system.api.url), flush=True)
+    stop.wait()
+    print("stopping ...", flush=True)
+    system.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

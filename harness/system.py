@@ -1,0 +1,133 @@
+"""The whole local system in one process: stack, stand-ins, the three worker apps, the job API.
+
+`harness up` runs it until Ctrl-C; tests can start it too. Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from emulator._http_runner import ServerThread
+from emulator.ai import AIServer
+from emulator.mail import MailSink
+from emulator.signalr import SignalRServer
+from emulator.webhook import WebhookSink
+
+from .host import FunctionsHost
+from .stack import ProviderName, Stack, StackBuilder
+
+log = logging.getLogger("harness.system")
+
+WORKERS_DIR = Path(__file__).resolve().parents[1] / "workers"
+APPS = ("video", "jobs", "notify")
+WEBHOOK_SECRET = "local-webhook-secret"
+
+
+@dataclass
+class SystemPorts:
+    servicebus: int = 5673
+    admin: int = 5300
+    api: int = 8000
+
+
+@dataclass
+class LocalSystem:
+    """Start with `start()` (or `with`); `stop()` tears down in reverse order."""
+
+    provider: ProviderName = "auto"
+    ports: SystemPorts = field(default_factory=SystemPorts)
+    apps: tuple[str, ...] = APPS
+    stack: Stack | None = None
+    ai: AIServer | None = None
+    signalr: SignalRServer | None = None
+    mail: MailSink | None = None
+    webhooks: WebhookSink | None = None
+    hosts: dict[str, FunctionsHost] = field(default_factory=dict)
+    api: ServerThread | None = None
+    _stack_cm: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        stop = self._stack_cm
+        self.stack = stop.enter_context(
+            StackBuilder()
+            .provider(self.provider)
+            .with_emulator_options(port=self.ports.servicebus, admin_port=self.ports.admin)
+            .start()
+        )
+        log.info("stack: %s", self.stack.describe())
+        self.ai = stop.enter_context(AIServer())
+        self.signalr = stop.enter_context(SignalRServer())
+        self.mail = stop.enter_context(MailSink())
+        self.webhooks = stop.enter_context(WebhookSink())
+        settings = self.settings()
+        for name in self.apps:
+            host = FunctionsHost.load(WORKERS_DIR / name, settings=settings)
+            self.hosts[name] = stop.enter_context(host)
+            log.info("worker app %s: %s", name, ", ".join(host.functions))
+        # The job API reads its settings from the environment, like the Next.js routes did.
+        os.environ.update(settings)
+        from workers.api.app import app_from_env
+
+        self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))
+
+    def settings(self) -> dict[str, str]:
+        """Every app setting the workers and the job API read, pointing at this system."""
+        assert self.stack and self.ai and self.signalr and self.mail and self.webhooks
+        return {
+            **self.stack.settings(),
+            **self.ai.environment(),
+            **self.mail.environment(),
+            "AzureSignalRConnectionString": self.signalr.connection_string,
+            "WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+        }
+
+    def describe(self) -> list[str]:
+        assert self.stack and self.api and self.ai and self.signalr and self.mail
+        assert self.webhooks
+        emulator = self.stack.emulator
+        lines = [
+            f"job API            {self.api.url}   (POST /api/jobs/..., GET /api/jobs/{{id}})",
+            f"Service Bus        {self.stack.servicebus_connection}",
+            f"  send-only        {self.stack.servicebus_send_connection}",
+        ]
+        if emulator is not None:
+            lines.append(f"  control API      {emulator.control_url}")
+        lines += [
+            f"database           {self.stack.database_url}",
+            f"redis              {self.stack.redis_url} (prefix {self.stack.redis_key_prefix})",
+            f"AI stand-in        {self.ai.url}",
+            f"SignalR stand-in   {self.signalr.url}",
+            f"SMTP sink          {self.mail.host}:{self.mail.port}",
+            f"webhook sink       {self.webhooks.url}",
+            f"worker apps        {', '.join(self.hosts)}",
+        ]
+        return lines
+
+    def stop(self) -> None:
+        self.hosts.clear()
+        self._stack_cm.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
