@@ -13,10 +13,11 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Self
 
 import uvicorn
+
+from ._lifecycle import Lifecycle
 
 
 class _SignallingServer(uvicorn.Server):
@@ -53,7 +54,7 @@ class _SignallingServer(uvicorn.Server):
                 loop.call_soon_threadsafe(wake.set)
 
 
-class ServerThread:
+class ServerThread(Lifecycle):
     """An ASGI app served by uvicorn in a daemon thread; `.url` once started.
 
     `before_stop` callbacks run first on `stop()` (e.g. release requests that a sink holds
@@ -163,17 +164,6 @@ class ServerThread:
         self._server = None
         self._port = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class Holds:
     """Interruptible waits for handlers that delay or hang on purpose.
@@ -225,3 +215,20 @@ class Holds:
         with self._cond:
             if not self._cond.wait_for(lambda: self._total >= count, timeout):
                 raise AssertionError(f"{count} held request(s) expected, {self._total} started")
+
+
+class HttpStandin(Lifecycle):
+    """A stand-in whose HTTP face is a :class:`ServerThread` kept in ``self._runner``."""
+
+    _runner: ServerThread
+
+    def start(self) -> Self:
+        self._runner.start()
+        return self
+
+    def stop(self) -> None:
+        self._runner.stop()
+
+    @property
+    def url(self) -> str:
+        return self._runner.url

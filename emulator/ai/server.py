@@ -7,13 +7,12 @@ read calls and change faults without importing anything.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import Holds, ServerThread
+from emulator._http_runner import Holds, HttpStandin, ServerThread
 from emulator.ai.behaviour import AIBehaviour, AICall, Fault, FaultProfile
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -69,7 +68,7 @@ def create_app(behaviour: AIBehaviour, holds: Holds | None = None) -> FastAPI:
     return app
 
 
-class AIServer:
+class AIServer(HttpStandin):
     """The AI stand-in on `http://127.0.0.1:<free port>`.
 
     `AIServer(api_key="k")` or `AIServer(AIBehaviour(...))`; use as a context manager.
@@ -92,28 +91,6 @@ class AIServer:
         self.app = create_app(self.behaviour, self.holds)
         self._runner = ServerThread(self.app, host=host, port=port, name="ai-standin")
         self._runner.before_stop.append(self.holds.release_all)
-
-    def start(self) -> Self:
-        self._runner.start()
-        return self
-
-    def stop(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._runner.url
 
     @property
     def shared_endpoint(self) -> str:

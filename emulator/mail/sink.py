@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import getaddresses
-from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from emulator._lifecycle import Lifecycle
 from emulator._recorder import Recorder
 
 
@@ -81,7 +81,7 @@ class _Handler:
         return "250 2.0.0 Message accepted for delivery"
 
 
-class MailSink:
+class MailSink(Lifecycle):
     """`with MailSink() as smtp:` → `smtp.host`, `smtp.port`, `smtp.mails`, `smtp.wait_for(...)`.
 
     `credentials=("user", "secret")` enables AUTH (PLAIN/LOGIN, allowed without TLS since
@@ -250,14 +250,3 @@ class MailSink:
         self._loop = None
         self._port = None
         self._protocols.clear()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,9 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
+from .._lifecycle import Lifecycle
 from .admin import AdminServer, AtomApi, ControlApi
 from .admin import tls as admin_tls
 from .amqp.server import AmqpServer
@@ -32,7 +32,7 @@ T = TypeVar("T")
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "Config.json"
 
 
-class ServiceBusEmulator:
+class ServiceBusEmulator(Lifecycle):
     """A running (or ready-to-run) emulator. Use as a context manager or call start/stop."""
 
     def __init__(
@@ -141,17 +141,6 @@ class ServiceBusEmulator:
         self._thread.join(timeout=10)
         self._thread = None
         self._loop = None
-
-    def __enter__(self) -> ServiceBusEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what clients need -----------------------------------------------------------------------
 

@@ -51,6 +51,22 @@ class CorrelationFilterSpec:
     content_type: str | None = None
     properties: Mapping[str, object] = field(default_factory=dict)
 
+    def system_fields(self) -> dict[str, str | None]:
+        """The eight system-property fields by name (every correlation-filter API takes them)."""
+        return {
+            name: getattr(self, name)
+            for name in (
+                "correlation_id",
+                "message_id",
+                "to",
+                "reply_to",
+                "label",
+                "session_id",
+                "reply_to_session_id",
+                "content_type",
+            )
+        }
+
 
 @dataclass(frozen=True)
 class TrueFilterSpec:

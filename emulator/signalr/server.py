@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import ServerThread
+from emulator._http_runner import HttpStandin, ServerThread
 from emulator.signalr.auth import ConnectionString, TokenError, verify_token
 from emulator.signalr.store import Audience, SignalRMessage, SignalRStore
 
@@ -175,7 +174,7 @@ def _membership(store: SignalRStore, method: str, hub: str, tail: list[str]) -> 
     return Response(status_code=200)
 
 
-class SignalRServer:
+class SignalRServer(HttpStandin):
     """SignalR REST stand-in on a free port; `connection_string` goes into
     `AzureSignalRConnectionString`, `store` answers what each user received."""
 
@@ -192,28 +191,6 @@ class SignalRServer:
         self._failures = _Failures()
         self.app = create_app(self.store, access_key=access_key, failures=self._failures)
         self._runner = ServerThread(self.app, host=host, port=port, name="signalr-standin")
-
-    def start(self) -> Self:
-        self._runner.start()
-        return self
-
-    def stop(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._runner.url
 
     @property
     def connection_string(self) -> str:

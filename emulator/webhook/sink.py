@@ -15,13 +15,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import Holds, ServerThread
+from emulator._http_runner import Holds, HttpStandin, ServerThread
 from emulator._recorder import Recorder
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -153,7 +152,7 @@ def create_app(
     return app
 
 
-class WebhookSink:
+class WebhookSink(HttpStandin):
     """`with WebhookSink() as hooks:` → `hooks.url_for("/creator-1")`, `hooks.requests`,
     `hooks.fail_next(2, 503)`, `hooks.hang_next(1, seconds=10)`, `hooks.wait_for(...)`."""
 
@@ -171,28 +170,6 @@ class WebhookSink:
         self.app = create_app(self.requests, self.behaviour, self.holds)
         self._runner = ServerThread(self.app, host=host, port=port, name="webhook-standin")
         self._runner.before_stop.append(self.holds.release_all)
-
-    def start(self) -> Self:
-        self._runner.start()
-        return self
-
-    def stop(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._runner.url
 
     def url_for(self, path: str = "/hook") -> str:
         return self.url + "/" + path.lstrip("/")

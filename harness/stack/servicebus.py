@@ -89,14 +89,7 @@ def _sdk_filter(spec: FilterSpec) -> Any:
         return SqlRuleFilter(spec.expression)
     if isinstance(spec, CorrelationFilterSpec):
         return CorrelationRuleFilter(
-            correlation_id=spec.correlation_id,
-            message_id=spec.message_id,
-            to=spec.to,
-            reply_to=spec.reply_to,
-            label=spec.label,
-            session_id=spec.session_id,
-            reply_to_session_id=spec.reply_to_session_id,
-            content_type=spec.content_type,
+            **spec.system_fields(),
             properties=dict(spec.properties) or None,
         )
     if isinstance(spec, FalseFilterSpec):

@@ -116,14 +116,7 @@ def compile_rule_filter(spec: FilterSpec) -> Filter:
         return compile_filter(spec.expression)
     if isinstance(spec, CorrelationFilterSpec):
         return CorrelationFilter(
-            correlation_id=spec.correlation_id,
-            message_id=spec.message_id,
-            to=spec.to,
-            reply_to=spec.reply_to,
-            label=spec.label,
-            session_id=spec.session_id,
-            reply_to_session_id=spec.reply_to_session_id,
-            content_type=spec.content_type,
+            **spec.system_fields(),
             properties=dict(spec.properties),
         )
     if isinstance(spec, TrueFilterSpec):
