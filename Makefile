@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 4
 SB_PORT ?= 5673
 ADMIN_PORT ?= 5300
 
-.PHONY: setup test test-unit test-compat lint bench run up clean
+.PHONY: setup test test-unit test-integration test-compat lint bench run up clean
 
 setup: $(STAMP)
 
@@ -27,10 +27,14 @@ $(COMPAT_STAMP): pyproject.toml
 	touch $(COMPAT_STAMP)
 
 ## test: everything CI runs — the whole suite, then the SDK tests again on azure-servicebus 7.14
-test: test-unit test-compat
+test: test-unit test-integration test-compat
 
 test-unit: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+## test-integration: the scenarios — real worker apps on a stack (HARNESS_STACK=local|embedded|...)
+test-integration: setup
+	$(BIN)/python -m pytest -q scenarios -n 2
 
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) tests/servicebus
