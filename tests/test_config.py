@@ -937,9 +937,7 @@ def test_entity_level_policies_are_parsed_and_validated() -> None:
     }
     (queue,) = parse_config(doc).queues
     assert [(p.name, p.rights) for p in queue.policies] == [("reader", AccessRights.LISTEN)]
-    doc["UserConfig"]["Namespaces"][0]["Queues"][0]["SharedAccessPolicies"][0]["Rights"] = [
-        "Read"
-    ]
+    doc["UserConfig"]["Namespaces"][0]["Queues"][0]["SharedAccessPolicies"][0]["Rights"] = ["Read"]
     with pytest.raises(ConfigError) as info:
         parse_config(doc)
     assert info.value.errors == [
