@@ -26,6 +26,7 @@ import respx
 from respx.models import AllMockedAssertionError
 
 from emulator.ai.behaviour import AIBehaviour, AICall, Reply
+from emulator.ai.endpoints import AIEndpoints
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -46,7 +47,7 @@ class Expectation:
         return n >= 1 if self.times is None else n == self.times
 
 
-class AIRouter:
+class AIRouter(AIEndpoints):
     """respx face of the AI stand-in; `with AIRouter(api_key="k") as ai: ...`."""
 
     def __init__(
@@ -142,32 +143,6 @@ class AIRouter:
         return _Transport(self)
 
     # -- endpoints, as AIServer has them ---------------------------------------------------
-
-    @property
-    def shared_endpoint(self) -> str:
-        return f"{self.url}/models"
-
-    def endpoint(self, model: str) -> str:
-        if model not in self.behaviour.deployments:
-            raise KeyError(f"no deployment {model!r}; have {sorted(self.behaviour.deployments)}")
-        return f"{self.url}/{model}"
-
-    def media_url(self, name: str = "clip.mp4") -> str:
-        return f"{self.url}/media/{name}"
-
-    def environment(self, *, shared: bool = False) -> dict[str, str]:
-        env = {
-            d.setting: self.shared_endpoint if shared else self.endpoint(d.name)
-            for d in self.behaviour.deployments.values()
-            if d.setting
-        }
-        if self.behaviour.api_key is not None:
-            env["AZURE_AI_API_KEY"] = self.behaviour.api_key
-        return env
-
-    @property
-    def calls(self) -> list[AICall]:
-        return self.behaviour.calls.snapshot()
 
     # -- answering ------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from emulator._http_runner import Holds, HttpStandin, ServerThread
-from emulator.ai.behaviour import AIBehaviour, AICall, Fault, FaultProfile
+from emulator.ai.behaviour import AIBehaviour, Fault, FaultProfile
+from emulator.ai.endpoints import AIEndpoints
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -68,7 +69,7 @@ def create_app(behaviour: AIBehaviour, holds: Holds | None = None) -> FastAPI:
     return app
 
 
-class AIServer(HttpStandin):
+class AIServer(HttpStandin, AIEndpoints):
     """The AI stand-in on `http://127.0.0.1:<free port>`.
 
     `AIServer(api_key="k")` or `AIServer(AIBehaviour(...))`; use as a context manager.
@@ -91,33 +92,3 @@ class AIServer(HttpStandin):
         self.app = create_app(self.behaviour, self.holds)
         self._runner = ServerThread(self.app, host=host, port=port, name="ai-standin")
         self._runner.before_stop.append(self.holds.release_all)
-
-    @property
-    def shared_endpoint(self) -> str:
-        """Azure AI Foundry style: one endpoint for all models, `model` chosen in the body."""
-        return f"{self.url}/models"
-
-    def endpoint(self, model: str) -> str:
-        """The endpoint of one deployment; the worker appends `/chat/completions`."""
-        if model not in self.behaviour.deployments:
-            raise KeyError(f"no deployment {model!r}; have {sorted(self.behaviour.deployments)}")
-        return f"{self.url}/{model}"
-
-    def media_url(self, name: str = "clip.mp4") -> str:
-        """A media URL that exists (HEAD 200); names starting with `missing` answer 404."""
-        return f"{self.url}/media/{name}"
-
-    def environment(self, *, shared: bool = False) -> dict[str, str]:
-        """Worker settings (endpoint per deployment setting, and the api key if any)."""
-        env = {
-            d.setting: self.shared_endpoint if shared else self.endpoint(d.name)
-            for d in self.behaviour.deployments.values()
-            if d.setting
-        }
-        if self.behaviour.api_key is not None:
-            env["AZURE_AI_API_KEY"] = self.behaviour.api_key
-        return env
-
-    @property
-    def calls(self) -> list[AICall]:
-        return self.behaviour.calls.snapshot()
