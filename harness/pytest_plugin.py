@@ -734,8 +734,13 @@ class WorkerFactory:
     """`workers("jobs", "notify")` loads and starts apps under FunctionsHost with the
     stack's and stand-ins' settings; every host is stopped at teardown (reverse order)."""
 
-    def __init__(self, base_settings: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        base_settings: Mapping[str, str],
+        broker_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.base_settings = dict(base_settings)
+        self.broker_clock = broker_clock
         self.running = RunningWorkers()
         self._started: list[FunctionsHost] = []
         self._env_before: dict[str, str | None] = {}
@@ -768,6 +773,7 @@ class WorkerFactory:
                         settings=values,
                         run_timers=run_timers,
                         shutdown_grace=shutdown_grace,
+                        broker_clock=self.broker_clock,
                     )
                 )
             _in_parallel([host.start for host in loaded])
@@ -839,7 +845,7 @@ def workers(
     mailbox: MailSink,
 ) -> Iterator[WorkerFactory]:
     """Factory: `running = workers("video", "jobs", "notify")`; hosts stop at teardown."""
-    factory = WorkerFactory(worker_settings(stack, ai_stub, signalr, mailbox))
+    factory = WorkerFactory(worker_settings(stack, ai_stub, signalr, mailbox), stack.broker_now)
     try:
         yield factory
     finally:

@@ -75,7 +75,9 @@ class LocalSystem:
         self.webhooks = stop.enter_context(WebhookSink())
         settings = self.settings()
         for name in self.apps:
-            host = FunctionsHost.load(WORKERS_DIR / name, settings=settings)
+            host = FunctionsHost.load(
+                WORKERS_DIR / name, settings=settings, broker_clock=self.stack.broker_now
+            )
             self.hosts[name] = stop.enter_context(host)
             log.info("worker app %s: %s", name, ", ".join(host.functions))
         # The job API reads its settings from the environment, like the Next.js routes did.

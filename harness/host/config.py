@@ -6,6 +6,7 @@ without starting anything.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from typing import Any
 
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)$")
 _SETTING = re.compile(r"%([^%]+)%")
+# App settings named `AzureFunctionsJobHost__path__to__key` override host.json values.
+OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
 
 # Premium/Dedicated default; Core Tools apply the same when host.json says nothing.
 DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
@@ -55,6 +58,50 @@ def parse_timespan(value: str | float | int | None) -> float | None:
     return days * 86400 + int(match["h"]) * 3600 + int(match["m"]) * 60 + float(match["s"])
 
 
+def _as_bool(value: Any) -> bool:
+    """host.json booleans; app-setting overrides arrive as the strings "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def host_json_overrides(settings: Mapping[str, str]) -> dict[str, str]:
+    """The app settings that override host.json, by name (matched case-insensitively)."""
+    prefix = OVERRIDE_PREFIX.lower()
+    return {k: v for k, v in settings.items() if k.lower().startswith(prefix)}
+
+
+def apply_overrides(data: Mapping[str, Any], settings: Mapping[str, str]) -> dict[str, Any]:
+    """host.json as the host sees it once `AzureFunctionsJobHost__a__b` settings are applied.
+
+    Keys match case-insensitively, like the host's configuration; missing objects are
+    created. The file itself is never touched, so an override lives only as long as the
+    setting does.
+    """
+    merged: dict[str, Any] = copy.deepcopy(dict(data))
+    for name, value in sorted(host_json_overrides(settings).items()):
+        path = name[len(OVERRIDE_PREFIX) :].split("__")
+        if not all(path):
+            raise HostConfigError(f"app setting {name}: empty segment in the host.json path")
+        node = merged
+        for part in path[:-1]:
+            key = _existing_key(node, part)
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[_existing_key(node, path[-1])] = value
+    return merged
+
+
+def _existing_key(node: Mapping[str, Any], name: str) -> str:
+    return next((key for key in node if key.lower() == name.lower()), name)
+
+
 @dataclass(frozen=True)
 class HostOptions:
     """The host.json settings this host applies (extension 5.x defaults when absent)."""
@@ -82,9 +129,14 @@ class HostOptions:
 
     @classmethod
     def from_host_json(cls, data: Mapping[str, Any]) -> HostOptions:
-        sb = data.get("extensions", {}).get("serviceBus", {}) or {}
+        extensions = data.get("extensions", {}) or {}
+        sb = extensions.get("serviceBus", {}) if isinstance(extensions, dict) else None
+        sb = sb or {}
         # Older (3.x) host.json nests the processor settings under messageHandlerOptions.
-        handler = sb.get("messageHandlerOptions", {}) or {}
+        handler = sb.get("messageHandlerOptions", {}) if isinstance(sb, dict) else None
+        handler = handler or {}
+        if not isinstance(sb, dict) or not isinstance(handler, dict):
+            raise HostConfigError("host.json: extensions.serviceBus must be an object")
         try:
             timeout = (
                 parse_timespan(data["functionTimeout"])
@@ -100,7 +152,7 @@ class HostOptions:
             options = cls(
                 function_timeout=timeout,
                 prefetch_count=int(sb.get("prefetchCount", 0)),
-                auto_complete_messages=bool(
+                auto_complete_messages=_as_bool(
                     sb.get("autoCompleteMessages", handler.get("autoComplete", True))
                 ),
                 max_auto_lock_renewal_duration=0.0 if renewal is None else renewal,
@@ -118,14 +170,18 @@ class HostOptions:
         return options
 
     @classmethod
-    def load(cls, path: Path) -> HostOptions:
-        if not path.is_file():
-            return cls()
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise HostConfigError(f"{path}: {exc}") from exc
-        return cls.from_host_json(data)
+    def load(cls, path: Path, settings: Mapping[str, str] | None = None) -> HostOptions:
+        """host.json (defaults when absent) with the `AzureFunctionsJobHost__` overrides
+        found in `settings` applied."""
+        data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise HostConfigError(f"{path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HostConfigError(f"{path}: the top level must be a JSON object")
+        return cls.from_host_json(apply_overrides(data, settings or {}))
 
 
 def load_local_settings(path: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
@@ -40,7 +41,12 @@ from .app import (
     index_app,
     resolve_function,
 )
-from .config import HostOptions, MissingSettingsError, load_local_settings
+from .config import (
+    HostOptions,
+    MissingSettingsError,
+    host_json_overrides,
+    load_local_settings,
+)
 from .messages import body_bytes, classic_message, sdk_type_message
 from .ncrontab import Schedule
 from .outputs import Out, OutputHandler, ServiceBusOutput, SignalRRestOutput
@@ -139,6 +145,7 @@ class FunctionsHost:
         signalr_endpoint: str | None = None,
         shutdown_grace: float = 10.0,
         run_timers: bool = True,
+        broker_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.app_dir = app_dir
         self.name = app_dir.name
@@ -148,6 +155,9 @@ class FunctionsHost:
         self.settings = settings
         self.shutdown_grace = shutdown_grace
         self.run_timers = run_timers
+        # Lock expiry is the broker's time; an emulator whose clock a test moved ahead
+        # hands out locked-until times that wall time would misjudge.
+        self._broker_now = broker_clock
         self._applied_env = applied_env
         self._signalr = SignalRRestOutput(settings, signalr_endpoint)
         self._servicebus_out = ServiceBusOutput(settings)
@@ -188,8 +198,9 @@ class FunctionsHost:
         environment (the app reads them at import, as in Azure); `stop` restores it.
         """
         path = Path(app_dir).resolve()
-        options = HostOptions.load(path / "host.json")
         values = {**load_local_settings(path / "local.settings.json"), **(settings or {})}
+        # The host reads overrides from its environment, as Azure's does from app settings.
+        options = HostOptions.load(path / "host.json", {**os.environ, **values})
         applied: dict[str, str | None] = {}
         for key, value in values.items():
             applied[key] = os.environ.get(key)
@@ -201,6 +212,9 @@ class FunctionsHost:
             _restore_env(applied, values)
             raise
         effective = dict(os.environ)
+        overrides = host_json_overrides(effective)
+        if overrides:
+            log.info("%s: host.json overridden by app settings %s", path.name, sorted(overrides))
         for spec in functions.values():
             resolve_function(spec, effective)
         host = cls(path, module, functions, options, effective, applied, **kwargs)
@@ -387,7 +401,7 @@ class FunctionsHost:
         spec = trigger.spec
         token = str(message.lock_token)
         locked_until = message.locked_until_utc
-        lock_duration = (locked_until - utcnow()).total_seconds() if locked_until else 0.0
+        lock_duration = (locked_until - self._broker_now()).total_seconds() if locked_until else 0.0
         invocation = self._log.start(
             spec.name,
             SB_TRIGGER,
@@ -499,7 +513,7 @@ class FunctionsHost:
         lead = min(10.0, max(held.lock_duration, 0.2) / 2)
         while True:
             locked_until = held.message.locked_until_utc
-            remaining = (locked_until - utcnow()).total_seconds() if locked_until else 0.0
+            remaining = (locked_until - self._broker_now()).total_seconds() if locked_until else 0.0
             delay = max(0.0, remaining - lead)
             if time.monotonic() + delay >= deadline:
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))

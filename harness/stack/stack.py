@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, get_args
@@ -96,6 +97,13 @@ class Stack:
             "REDIS_URL": self.redis_url,
             "REDIS_KEY_PREFIX": self.redis_key_prefix,
         }
+
+    def broker_now(self) -> datetime:
+        """Now, as the Service Bus sees it: the in-process emulator's (movable) clock, or
+        wall time for a namespace we do not control."""
+        if self.emulator is not None:
+            return self.emulator.clock.now_datetime()
+        return datetime.now(UTC)
 
     def describe(self) -> str:
         """A few readable lines for `harness up` and test logs."""

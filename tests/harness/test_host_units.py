@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from harness.host import (
     ScheduleError,
     parse_timespan,
 )
-from harness.host.config import resolve_setting_refs
+from harness.host.config import apply_overrides, resolve_setting_refs
 from harness.host.outputs import parse_connection_string, signalr_token
 from harness.host.testing import write_app
 
@@ -66,6 +67,68 @@ def test_host_options_defaults_and_retry_mapping(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"extensions": {"serviceBus": {"maxConcurrentCalls": 0}}}))
     with pytest.raises(HostConfigError, match="maxConcurrentCalls"):
         HostOptions.load(bad)
+
+
+def test_app_settings_override_host_json_as_in_azure() -> None:
+    """`AzureFunctionsJobHost__path__to__key` settings win over the file, matched
+    case-insensitively; strings are parsed as the host.json value would be."""
+    options = HostOptions.load(
+        WORKERS / "video" / "host.json",
+        {
+            "AzureFunctionsJobHost__functionTimeout": "00:00:02",
+            "azurefunctionsjobhost__Extensions__SERVICEBUS__maxAutoLockRenewalDuration": "00:00:03",
+            "AzureFunctionsJobHost__extensions__serviceBus__autoCompleteMessages": "true",
+            "AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls": "5",
+            "UNRELATED": "x",
+        },
+    )
+    assert options.function_timeout == 2
+    assert options.max_auto_lock_renewal_duration == 3
+    assert options.auto_complete_messages is True
+    assert options.max_concurrent_calls == 5
+    assert options.prefetch_count == 0  # untouched values stay the file's
+
+
+def test_override_creates_missing_sections_and_leaves_the_data_alone() -> None:
+    data = {"version": "2.0"}
+    merged = apply_overrides(
+        data, {"AzureFunctionsJobHost__extensions__serviceBus__prefetchCount": "7"}
+    )
+    assert merged == {"version": "2.0", "extensions": {"serviceBus": {"prefetchCount": "7"}}}
+    assert data == {"version": "2.0"}
+    assert HostOptions.from_host_json(merged).prefetch_count == 7
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"AzureFunctionsJobHost__functionTimeout": "soon"}, "TimeSpan"),
+        ({"AzureFunctionsJobHost__extensions__serviceBus__autoCompleteMessages": "yes"}, "boolean"),
+        ({"AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls": "0"}, "at least 1"),
+        ({"AzureFunctionsJobHost__extensions____x": "1"}, "empty segment"),
+        ({"AzureFunctionsJobHost__extensions__serviceBus": "on"}, "must be an object"),
+    ],
+)
+def test_bad_overrides_are_named(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(HostConfigError, match=message):
+        HostOptions.load(WORKERS / "jobs" / "host.json", settings)
+
+
+def test_loaded_host_applies_overrides_from_its_settings(tmp_path: Path) -> None:
+    code = """
+    @app.timer_trigger(schedule="0 0 * * * *", arg_name="timer")
+    def tick(timer: func.TimerRequest) -> None:
+        pass
+    """
+    app = write_app(tmp_path / "app", code, function_timeout="00:01:00")
+    setting = "AzureFunctionsJobHost__functionTimeout"
+    host = FunctionsHost.load(app, settings={setting: "00:00:05"})
+    host.stop()
+    assert host.options.function_timeout == 5
+    assert setting not in os.environ  # the override lived as long as the host
+    again = FunctionsHost.load(app)
+    again.stop()
+    assert again.options.function_timeout == 60
 
 
 def test_host_setting_references() -> None:
