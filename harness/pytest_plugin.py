@@ -498,6 +498,33 @@ class ServiceBusHelper:
         self.sender(topic).send_messages(message)
         return message_id
 
+    @contextlib.contextmanager
+    def subscription_changed(
+        self, subscription: str, *, topic: str | None = None, **properties: Any
+    ) -> Iterator[Any]:
+        """Change a subscription's properties (e.g. `lock_duration=timedelta(seconds=2)`)
+        through the administration client for the `with` block, then put them back."""
+        from azure.servicebus.management import ServiceBusAdministrationClient
+
+        topic = topic or self.topic_jobs
+        conn, kwargs = _admin_connection(self.stack)
+        with ServiceBusAdministrationClient.from_connection_string(conn, **kwargs) as admin:
+            current = admin.get_subscription(topic, subscription)
+            unknown = [name for name in properties if not hasattr(current, name)]
+            if unknown:
+                raise AttributeError(f"subscriptions have no property {', '.join(unknown)}")
+            before = {name: getattr(current, name) for name in properties}
+            for name, value in properties.items():
+                setattr(current, name, value)
+            admin.update_subscription(topic, current)
+            try:
+                yield admin.get_subscription(topic, subscription)
+            finally:
+                restored = admin.get_subscription(topic, subscription)
+                for name, value in before.items():
+                    setattr(restored, name, value)
+                admin.update_subscription(topic, restored)
+
     def peek_dead_letters(self, subscription: str, max_count: int = 50) -> list[Any]:
         """Dead letters of a jobs-topic subscription, peeked (not locked, not counted)."""
         with self.client.get_subscription_receiver(

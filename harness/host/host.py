@@ -59,6 +59,8 @@ T = TypeVar("T")
 
 RECEIVE_WAIT = 5.0
 START_TIMEOUT = 30.0
+# How long a cancelled async function may take to unwind before its message is abandoned.
+CANCEL_GRACE = 5.0
 _SETTLED = {
     "complete": "completed",
     "abandon": "abandoned",
@@ -473,20 +475,29 @@ class FunctionsHost:
     async def _call(self, spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
         """Run the function on the worker side, bounded by functionTimeout."""
         assert self._worker is not None and self._pool is not None
+        unwound: concurrent.futures.Future[None] = concurrent.futures.Future()
         if spec.is_async:
-            future = asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(spec.user_function(**kwargs), self._worker.loop)
-            )
+
+            async def run() -> Any:
+                try:
+                    return await spec.user_function(**kwargs)
+                finally:
+                    unwound.set_result(None)
+
+            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self._worker.loop))
         else:
+            unwound.set_result(None)  # a thread cannot be stopped: it runs to its end
             future = asyncio.get_running_loop().run_in_executor(
                 self._pool, functools.partial(spec.user_function, **kwargs)
             )
-        # On timeout wait_for cancels the future: an async function's task is cancelled on
-        # the worker loop; a sync function's thread cannot be stopped and runs to its end.
+        # On timeout wait_for cancels the future, and with it the async function's task on
+        # the worker loop. Its `finally` blocks (releasing a lease, say) get a moment to run
+        # before the host abandons the message, so a redelivery does not race them.
         try:
             return await asyncio.wait_for(future, self.options.function_timeout)
         except TimeoutError as exc:
             if future.cancelled():
+                await asyncio.wait([asyncio.wrap_future(unwound)], timeout=CANCEL_GRACE)
                 raise FunctionTimeout(self.options.function_timeout) from exc
             raise
 

@@ -236,6 +236,7 @@ def test_host_function_timeout_cancels_and_abandons(
         tmp_path / "timeout",
         """
         import asyncio
+        import time
         CANCELLED = []
 
         @app.service_bus_queue_trigger(arg_name="msg", queue_name="work", connection="SB")
@@ -245,7 +246,8 @@ def test_host_function_timeout_cancels_and_abandons(
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
-                CANCELLED.append(msg.message_id)
+                await asyncio.sleep(0.5)  # async clean-up, e.g. releasing a lease
+                CANCELLED.append((msg.message_id, time.time()))
                 raise
         """,
         function_timeout="00:00:01",
@@ -253,6 +255,9 @@ def test_host_function_timeout_cancels_and_abandons(
     with load(app, emu) as host:
         send(emu, "work", ServiceBusMessage("slow", message_id="slow"))
         first, second = host.wait_for_invocations(2, timeout=15)
+        [(cancelled_id, cleaned_up_at)] = host.module.CANCELLED
+        # the host abandoned only after the clean-up ran: the redelivery did not race it
+        assert second.started_at.timestamp() >= cleaned_up_at
         assert (first.outcome, first.settlement, first.settled_by) == (
             "timeout",
             "abandoned",
@@ -260,7 +265,7 @@ def test_host_function_timeout_cancels_and_abandons(
         )
         assert "functionTimeout" in (first.error or "")
         assert 0.9 <= (first.duration or 0) < 5
-        assert host.module.CANCELLED == ["slow"]  # the coroutine really was cancelled
+        assert cancelled_id == "slow"  # the coroutine really was cancelled
         assert (second.outcome, second.settlement) == ("succeeded", "completed")
         assert second.delivery_count == first.delivery_count + 1
 
@@ -312,6 +317,39 @@ def test_host_lock_renewal_keeps_a_long_run_locked(tmp_path: Path, emu: ServiceB
     assert (run.outcome, run.settlement, run.settlement_error) == ("succeeded", "completed", None)
     assert run.duration is not None and run.duration > 4  # two lock durations
     assert peek(emu, "short") == []
+
+
+def test_host_lock_renewal_follows_the_broker_clock_not_the_wall_clock(
+    tmp_path: Path, emu: ServiceBusEmulator
+) -> None:
+    """After a test moved the emulator's clock ten minutes ahead, locked-until times are ten
+    minutes ahead of wall time; judged by the wall clock the lock would look safe until it
+    lapsed. Given the broker's clock, the host renews it in time."""
+    emu.clock.advance(600)
+    app = write_app(
+        tmp_path / "renewclock",
+        """
+        import threading
+        RELEASE = threading.Event()
+
+        @app.service_bus_queue_trigger(arg_name="msg", queue_name="short", connection="SB")
+        def handle(msg: func.ServiceBusMessage) -> None:
+            assert RELEASE.wait(30)
+        """,
+        service_bus={"maxAutoLockRenewalDuration": "00:01:00"},
+    )
+    host = FunctionsHost.load(
+        app, settings={"SB": emu.connection_string}, broker_clock=emu.clock.now_datetime
+    )
+    with host:
+        send(emu, "short", ServiceBusMessage("long", message_id="long"))
+        host.wait_until(
+            lambda runs: runs and runs[0].lock_renewals >= 3, timeout=15, what="3 renewals"
+        )
+        host.module.RELEASE.set()
+        host.wait_idle(timeout=10)
+        [run] = host.invocations
+    assert (run.settlement, run.settlement_error) == ("completed", None)
 
 
 def test_host_lock_renewal_stops_at_max_duration_and_the_message_comes_back(
