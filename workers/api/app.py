@@ -10,12 +10,14 @@ Run: `uvicorn --factory workers.api.app:app_from_env`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import string
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,13 +53,25 @@ class JobSender(Protocol):
 
 
 class ServiceBusJobSender:
-    """JobSender with the azure-servicebus async client and the send-only policy."""
+    """JobSender with the azure-servicebus async client and the send-only policy.
 
-    def __init__(self, connection: str, topic: str) -> None:
+    Opening a sender attaches a link and closing one costs about a second (the SDK joins
+    its keep-alive), so senders are kept and reused: at most `pool_size` of them, each
+    used by one request at a time since SDK senders are not coroutine-safe. A sender whose
+    send failed is closed and dropped, so a broken link is never handed out again.
+    """
+
+    def __init__(self, connection: str, topic: str, *, pool_size: int = 4) -> None:
         from azure.servicebus.aio import ServiceBusClient
 
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
         self._client = ServiceBusClient.from_connection_string(connection)
         self._topic = topic
+        self._idle: list[Any] = []
+        self._slots: asyncio.Semaphore | None = None  # made on the loop that serves requests
+        self.pool_size = pool_size
+        self.opened = 0
 
     async def send(self, body: dict[str, Any], application_properties: dict[str, str]) -> None:
         from azure.servicebus import ServiceBusMessage
@@ -68,9 +82,28 @@ class ServiceBusJobSender:
             application_properties=dict(application_properties),
             message_id=f"{body['jobId']}:{body['attempt']}",
         )
-        # A sender per request: SDK senders are not coroutine-safe and sends are rare.
-        async with self._client.get_topic_sender(self._topic) as sender:
-            await sender.send_messages(message)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.pool_size)
+        async with self._slots:
+            sender = self._idle.pop() if self._idle else self._open()
+            try:
+                await sender.send_messages(message)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await sender.close()
+                raise
+            self._idle.append(sender)
+
+    def _open(self) -> Any:
+        self.opened += 1
+        return self._client.get_topic_sender(self._topic)
+
+    async def aclose(self) -> None:
+        senders, self._idle = self._idle, []
+        for sender in senders:
+            with contextlib.suppress(Exception):
+                await sender.close()
+        await self._client.close()
 
 
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -122,6 +155,13 @@ class ApiDeps:
     def __post_init__(self) -> None:
         self.schema = SchemaGate(self.repository.engine)
 
+    async def aclose(self) -> None:
+        """Close the pooled senders and the database pool (at server shutdown)."""
+        closer = getattr(self.sender, "aclose", None)
+        if closer is not None:
+            await closer()
+        await self.repository.engine.dispose()
+
 
 def _validation_details(exc: RequestValidationError) -> list[str]:
     details = []
@@ -133,7 +173,15 @@ def _validation_details(exc: RequestValidationError) -> list[str]:
 
 def create_app(deps: ApiDeps) -> FastAPI:
     """Build the API around injected collaborators (tests pass fakes)."""
-    app = FastAPI(title="Huntaze job API")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await deps.aclose()
+
+    app = FastAPI(title="Huntaze job API", lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
