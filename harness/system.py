@@ -1,6 +1,8 @@
-"""The whole local system in one process: stack, stand-ins, the three worker apps, the job API.
+"""The whole local system: stack, stand-ins, the three worker apps, the job API.
 
-`harness up` runs it until Ctrl-C; tests can start it too. Everything binds to 127.0.0.1.
+`harness up` runs it until Ctrl-C, each worker app in its own host process (as Azure runs
+one host per app); tests start it with the apps in-process, where their invocation records
+can be read. Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from emulator.signalr import SignalRServer
 from emulator.webhook import WebhookSink
 
 from .host import FunctionsHost
+from .processes import HostProcess, child_environment
 from .stack import ProviderName, Stack, StackBuilder
 
 log = logging.getLogger("harness.system")
@@ -48,7 +51,10 @@ class LocalSystem:
     signalr: SignalRServer | None = None
     mail: MailSink | None = None
     webhooks: WebhookSink | None = None
+    processes: bool = False
+    """Run each worker app as a child process (`harness up`) instead of in this process."""
     hosts: dict[str, FunctionsHost] = field(default_factory=dict)
+    host_processes: dict[str, HostProcess] = field(default_factory=dict)
     api: ServerThread | None = None
     _stack_cm: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -68,23 +74,44 @@ class LocalSystem:
             .with_emulator_options(port=self.ports.servicebus, admin_port=self.ports.admin)
             .start()
         )
-        log.info("stack: %s", self.stack.describe())
         self.ai = stop.enter_context(AIServer())
         self.signalr = stop.enter_context(SignalRServer())
         self.mail = stop.enter_context(MailSink())
         self.webhooks = stop.enter_context(WebhookSink())
         settings = self.settings()
-        for name in self.apps:
-            host = FunctionsHost.load(
-                WORKERS_DIR / name, settings=settings, broker_clock=self.stack.broker_now
-            )
-            self.hosts[name] = stop.enter_context(host)
-            log.info("worker app %s: %s", name, ", ".join(host.functions))
+        if self.processes:
+            self._start_processes(settings)
+        else:
+            for name in self.apps:
+                host = FunctionsHost.load(
+                    WORKERS_DIR / name, settings=settings, broker_clock=self.stack.broker_now
+                )
+                self.hosts[name] = stop.enter_context(host)
+                log.info("worker app %s: %s", name, ", ".join(host.functions))
         # The job API reads its settings from the environment, like the Next.js routes did.
         os.environ.update(settings)
         from workers.api.app import app_from_env
 
         self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))
+
+    def _start_processes(self, settings: dict[str, str]) -> None:
+        """Spawn every app at once (imports take seconds), then wait for each to attach."""
+        assert self.stack is not None
+        emulator = self.stack.emulator
+        env = child_environment(settings)
+        for name in self.apps:
+            process = HostProcess(
+                name,
+                WORKERS_DIR / name,
+                env,
+                broker_clock_url=None if emulator is None else emulator.control_url,
+            )
+            self.host_processes[name] = process
+            self._stack_cm.callback(process.stop)
+            process.start()
+        for name, process in self.host_processes.items():
+            process.wait_ready()
+            log.info("worker app %s: process %s", name, process.pid)
 
     def settings(self) -> dict[str, str]:
         """Every app setting the workers and the job API read, pointing at this system."""
@@ -115,12 +142,18 @@ class LocalSystem:
             f"SignalR stand-in   {self.signalr.url}",
             f"SMTP sink          {self.mail.host}:{self.mail.port}",
             f"webhook sink       {self.webhooks.url}",
-            f"worker apps        {', '.join(self.hosts)}",
+            f"worker apps        {self._describe_apps()}",
         ]
         return lines
 
+    def _describe_apps(self) -> str:
+        if self.host_processes:
+            return ", ".join(f"{n} (pid {p.pid})" for n, p in self.host_processes.items())
+        return ", ".join(self.hosts)
+
     def stop(self) -> None:
         self.hosts.clear()
+        self.host_processes.clear()
         self._stack_cm.close()
 
     def __enter__(self) -> Self:

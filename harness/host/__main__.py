@@ -12,8 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from emulator.servicebus.control import ControlError
 
 from .app import AppLoadError
+from .broker_clock import ControlApiClock
 from .config import HostConfigError, MissingSettingsError
 from .host import FunctionsHost
 
@@ -34,23 +40,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--setting", action="append", default=[], help="NAME=VALUE app setting")
     parser.add_argument("--signalr-endpoint", help="SignalR REST endpoint (a stand-in)")
     parser.add_argument("--no-timers", action="store_true", help="do not arm timer schedules")
+    parser.add_argument(
+        "--broker-clock",
+        metavar="CONTROL_URL",
+        help="follow the emulator's clock through its control API (http://host:port/control)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The SDK logs every link at INFO and httpx every request (the clock refresh too).
     logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     log = logging.getLogger("harness.host")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    clock = None
     try:
+        extra: dict[str, Any] = {}
+        if args.broker_clock:
+            clock = ControlApiClock(args.broker_clock)
+            extra["broker_clock"] = clock
         host = FunctionsHost.load(
             args.app_dir,
             _settings(args.setting),
             signalr_endpoint=args.signalr_endpoint,
             run_timers=not args.no_timers,
+            **extra,
         )
         with host:
             for line in host.describe():
@@ -60,9 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"host {host.name} running; Ctrl-C to stop", flush=True)
             stop.wait()
             log.info("stopping %s", host.name)
-    except (AppLoadError, HostConfigError, MissingSettingsError) as exc:
+    except (AppLoadError, HostConfigError, MissingSettingsError, ControlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except httpx.HTTPError as exc:
+        print(f"error: emulator control API unreachable: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if clock is not None:
+            clock.close()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -9,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("harness.host.invocations")
 
 
 def utcnow() -> datetime:
@@ -96,6 +99,8 @@ class InvocationLog:
             item.ended_at = utcnow()
             self._running[item.function] -= 1
             self._cond.notify_all()
+            line = f"{item.summary()} in {item.duration:.2f}s"
+        log.info("%s", line)
 
     def snapshot(self) -> list[Invocation]:
         """Copies, so a caller's view does not change under it."""
