@@ -283,3 +283,33 @@ def test_rate_limited_job_is_retried_on_the_emulator_clock(
     events.wait_for(job_id, "completed", timeout=TIMEOUT)
     assert db.job(job_id)["status"] == "completed"  # type: ignore[index]
     assert [c.status for c in ai_stub.calls if c.model == "phi4"] == [429, 200]
+
+
+def test_dlq_monitor_reports_the_backlog_over_the_management_api(
+    workers: WorkerFactory,
+    servicebus: ServiceBusHelper,
+    events: Events,
+) -> None:
+    """The notify app's timer counts dead letters with the administration client (HTTPS,
+    the emulator's own certificate) and samples them by peek: a critical alert names the
+    job, and peeking left the dead letter as it was."""
+    running = workers("jobs", "notify", settings={"DLQ_CRITICAL_THRESHOLD": "0"})
+    job_id = servicebus.send_job("chat.suggest", {"context": "no fanMessage"}, creator_id="c-dlq")
+    running.wait_for_invocation("ChatSuggestionsWorker", message_id=f"{job_id}:0")
+    [before] = [m for m in servicebus.peek_dead_letters("chat-suggestions") if job_id in str(m)]
+
+    run = running["notify"].fire_timer("DlqTriageMonitor")
+    assert (run.outcome, run.error) == ("succeeded", None)
+    [alert] = events.wait_for(
+        None,
+        None,
+        event_type="alert.dlq",
+        where=lambda e: (
+            e.body["subscription"] == "chat-suggestions"
+            and any(s.get("jobId") == job_id for s in e.body["samples"])
+        ),
+        timeout=TIMEOUT,
+    )
+    assert alert.body["severity"] == "critical" and alert.body["deadLetterCount"] >= 1
+    [after] = [m for m in servicebus.peek_dead_letters("chat-suggestions") if job_id in str(m)]
+    assert after.delivery_count == before.delivery_count  # triage never locks a dead letter

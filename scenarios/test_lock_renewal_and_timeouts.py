@@ -145,8 +145,8 @@ def test_function_timeout_cancels_the_run_and_the_host_abandons_it(
     ai_stub: AIServer,
 ) -> None:
     """functionTimeout of one second against a four-second AI call: the host cancels the
-    async function, abandons the message (redelivered with delivery count 1), and the second delivery
-    completes the job."""
+    async function, abandons the message (redelivered with delivery count 1), and the second
+    delivery completes the job."""
     ai_stub.behaviour.enqueue(Fault.slow(4.0), model="phi4")
     running = workers("jobs", settings={TIMEOUT_SETTING: "00:00:01"})
     assert running["jobs"].options.function_timeout == 1

@@ -88,7 +88,12 @@ class Stack:
 
     def settings(self) -> dict[str, str]:
         """The workers' environment names (see workers/common/settings.py)."""
+        extra = {}
+        if self.emulator is not None:  # its management API has a certificate of its own
+            extra["SERVICEBUS_ADMIN_CONNECTION"] = self.emulator.connection_string
+            extra["SERVICEBUS_ADMIN_CA_BUNDLE"] = str(self.emulator.ca_bundle)
         return {
+            **extra,
             "SERVICEBUS_CONNECTION": self.servicebus_connection,
             "SERVICEBUS_CONNECTION_SEND": self.servicebus_send_connection,
             "TOPIC_JOBS": self.topic_jobs,

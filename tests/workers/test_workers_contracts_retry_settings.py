@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from workers_fakes import PAYLOADS, encode, job_body
 
@@ -226,3 +228,35 @@ def test_workers_api_role_requires_the_send_only_connection() -> None:
     env = {k: v for k, v in VALID_ENV.items() if k != "SERVICEBUS_CONNECTION_SEND"}
     with pytest.raises(SettingsError, match="SERVICEBUS_CONNECTION_SEND"):
         load_settings(Role.API, env)
+
+
+def test_workers_dlq_monitor_admin_connection_and_ca_bundle(tmp_path: Path) -> None:
+    """The administration API needs Manage rights and may sit behind an emulator's own
+    certificate: both have settings, checked at load."""
+    settings = load_settings(Role.NOTIFY, VALID_ENV)
+    assert settings.servicebus_admin_connection == VALID_ENV["SERVICEBUS_CONNECTION"]
+    assert settings.servicebus_admin_ca_bundle == ""
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    manage = "Endpoint=sb://ns/;SharedAccessKeyName=manage;SharedAccessKey=k"
+    env = {
+        **VALID_ENV,
+        "SERVICEBUS_ADMIN_CONNECTION": manage,
+        "SERVICEBUS_ADMIN_CA_BUNDLE": str(ca),
+    }
+    settings = load_settings(Role.NOTIFY, env)
+    assert (settings.servicebus_admin_connection, settings.servicebus_admin_ca_bundle) == (
+        manage,
+        str(ca),
+    )
+
+    bad = {
+        **VALID_ENV,
+        "SERVICEBUS_ADMIN_CONNECTION": "manage-please",
+        "SERVICEBUS_ADMIN_CA_BUNDLE": str(tmp_path / "missing.pem"),
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(Role.NOTIFY, bad)
+    assert "SERVICEBUS_ADMIN_CONNECTION" in str(info.value)
+    assert "missing.pem" in str(info.value)

@@ -56,12 +56,20 @@ class ServiceBusDlqInspector:
         self.client = client
 
     @classmethod
-    def from_connection_string(cls, connection: str) -> ServiceBusDlqInspector:
+    def from_connection_string(
+        cls, connection: str, *, admin_connection: str = "", admin_ca_bundle: str = ""
+    ) -> ServiceBusDlqInspector:
+        """Counts need a Manage policy (`admin_connection`, default `connection`); peeking
+        needs Listen. `admin_ca_bundle`: a CA file the HTTPS administration client trusts
+        (an emulator's self-signed certificate); empty means the system's CAs."""
         from azure.servicebus import ServiceBusClient
         from azure.servicebus.management import ServiceBusAdministrationClient
 
+        verify = {"connection_verify": admin_ca_bundle} if admin_ca_bundle else {}
         return cls(
-            ServiceBusAdministrationClient.from_connection_string(connection),
+            ServiceBusAdministrationClient.from_connection_string(
+                admin_connection or connection, **verify
+            ),
             ServiceBusClient.from_connection_string(connection),
         )
 

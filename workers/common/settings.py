@@ -60,6 +60,11 @@ class Settings:
     role: Role
     servicebus_connection: str = ""
     servicebus_connection_send: str = ""
+    # The administration client (DLQ counts) needs a Manage policy; the triggers' does not
+    # have one. Empty: SERVICEBUS_CONNECTION is used.
+    servicebus_admin_connection: str = ""
+    # CA bundle the administration client (HTTPS) trusts, for an emulator's own certificate.
+    servicebus_admin_ca_bundle: str = ""
     topic_jobs: str = "huntaze-jobs"
     topic_events: str = "huntaze-events"
     database_url: str = ""
@@ -146,6 +151,12 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
     _check_connection_string(
         "SERVICEBUS_CONNECTION_SEND", get("SERVICEBUS_CONNECTION_SEND"), invalid
     )
+    _check_connection_string(
+        "SERVICEBUS_ADMIN_CONNECTION", get("SERVICEBUS_ADMIN_CONNECTION"), invalid
+    )
+    ca_bundle = get("SERVICEBUS_ADMIN_CA_BUNDLE")
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        invalid.append(f"SERVICEBUS_ADMIN_CA_BUNDLE={ca_bundle!r} is not a file")
     _check_url("DATABASE_URL", get("DATABASE_URL"), ("postgresql", "postgres", "sqlite"), invalid)
     _check_url("REDIS_URL", get("REDIS_URL"), ("redis", "rediss", "memory"), invalid)
     for name in (
@@ -160,6 +171,9 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         role=role,
         servicebus_connection=get("SERVICEBUS_CONNECTION"),
         servicebus_connection_send=get("SERVICEBUS_CONNECTION_SEND"),
+        servicebus_admin_connection=get("SERVICEBUS_ADMIN_CONNECTION")
+        or get("SERVICEBUS_CONNECTION"),
+        servicebus_admin_ca_bundle=ca_bundle,
         topic_jobs=get("TOPIC_JOBS") or "huntaze-jobs",
         topic_events=get("TOPIC_EVENTS") or "huntaze-events",
         database_url=get("DATABASE_URL"),

@@ -57,7 +57,11 @@ WEBHOOK = WebhookNotifier(
 )
 METRICS = MetricsRecorder(REPOSITORY, COUNTER)
 DLQ = DlqMonitor(
-    ServiceBusDlqInspector.from_connection_string(SETTINGS.servicebus_connection),
+    ServiceBusDlqInspector.from_connection_string(
+        SETTINGS.servicebus_connection,
+        admin_connection=SETTINGS.servicebus_admin_connection,
+        admin_ca_bundle=SETTINGS.servicebus_admin_ca_bundle,
+    ),
     OUTBOX,
     SETTINGS.topic_jobs,
     warning_threshold=SETTINGS.dlq_warning_threshold,
