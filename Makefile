@@ -10,14 +10,14 @@ PYTEST_WORKERS ?= 4
 SB_PORT ?= 5673
 ADMIN_PORT ?= 5300
 
-.PHONY: setup test test-unit test-integration test-compat lint bench run up clean
+.PHONY: setup test test-unit test-integration test-compat lint bench run up load clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins,harness,stack]'
+	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins,harness,stack,load]'
 	touch $(STAMP)
 
 $(COMPAT_STAMP): pyproject.toml
@@ -49,6 +49,13 @@ bench: setup
 ## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C
 up: setup
 	$(BIN)/python -m harness up --sb-port $(SB_PORT) --admin-port $(ADMIN_PORT)
+
+## load: Locust capacity profiles against `make up` (run it in another terminal first);
+##       LOAD_ARGS='--headless --tier 50 --capacity-report load-50.json', see docs/load.md
+LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_ARGS ?=
+load: setup
+	$(BIN)/locust -f load/ --host $(LOAD_HOST) $(LOAD_ARGS)
 
 run: setup
 	$(BIN)/sbemu --config config/Config.json --port $(SB_PORT) --admin-port $(ADMIN_PORT)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 
 from harness.system import LocalSystem, SystemPorts
 
@@ -27,38 +31,65 @@ def test_local_system_runs_a_job_to_completed() -> None:
         assert system.ai is not None and system.ai.calls, "the AI stand-in was not called"
 
 
-def test_harness_up_prints_the_system_and_stops_on_ctrl_c() -> None:
+UP = [sys.executable, "-m", "harness", "up"]
+
+
+@pytest.mark.timeout(180)
+def test_harness_up_runs_apps_as_processes_and_stops_on_ctrl_c() -> None:
+    """As a user would: `harness up`, POST a job, see the jobs app's process log the run
+    (read from the interleaved output, no polling), Ctrl-C, and nothing is left running."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "up",
-            "--stack",
-            "local",
-            "--sb-port",
-            "0",
-            "--admin-port",
-            "0",
-            "--api-port",
-            "0",
-        ],
+        [*UP, "--stack", "local", "--sb-port", "0", "--admin-port", "0", "--api-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    seen: list[str] = []
     try:
         assert process.stdout is not None
-        seen = []
-        for line in process.stdout:
-            seen.append(line)
-            if line.startswith("Try it"):
-                break
+        lines = iter(process.stdout)
+        seen += _until(lines, lambda line: line.startswith("Try it"))
         text = "".join(seen)
         for label in ("job API", "Service Bus", "database", "AI stand-in", "worker apps"):
             assert label in text, text
+        api = re.search(r"job API\s+(http://\S+)", text)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", text)]
+        assert api and len(pids) == 3, text
+
+        created = httpx.post(
+            f"{api.group(1)}/api/jobs/chat-suggestions",
+            json={"creatorId": "creator-up", "fanMessage": "hello there"},
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+        job_id = created.json()["jobId"]
+        seen += _until(
+            lines,
+            lambda line: (
+                line.startswith("[jobs]")
+                and f"ChatSuggestionsWorker msg={job_id}:0" in line
+                and "succeeded settlement=completed" in line
+            ),
+        )
+        status = httpx.get(f"{api.group(1)}/api/jobs/{job_id}", timeout=30).json()
+        assert status["status"] == "completed", status
+
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=60) == 0
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait(10)
+
+
+def _until(lines: Iterator[str], predicate: Callable[[str], bool]) -> list[str]:
+    """Read output lines up to and including the first that matches (blocking reads)."""
+    seen = []
+    for line in lines:
+        seen.append(line)
+        if predicate(line):
+            return seen
+    raise AssertionError("output ended before the expected line:\n" + "".join(seen[-40:]))

@@ -1,0 +1,320 @@
+"""Capacity profiles for the job API: `locust -f load/ --host http://127.0.0.1:8000`.
+
+One user class, `CreatorUser`: a creator's app asking for jobs (mostly chat suggestions,
+rarely video analysis), polling each until it ends, then thinking. Each job's time to
+completion is a `JOB` event named after its route, so it sits in Locust's stats beside
+the HTTP calls.
+
+`--tier 50|100|500` (or LOAD_TIER) runs that tier's shape (ramp, hold, stop); without it
+Locust's -u/-r/-t apply as usual. At every test stop the capacity report is printed, and
+written as JSON with `--capacity-report PATH`. See docs/load.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import HttpUser, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+# Locust imports this file as a top-level module: make the `load` package importable
+# whatever the working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from load._config import DEFAULT_HOST, DEFAULT_TARGETS, JOBS, TIERS, JobKind  # noqa: E402
+from load._report import (  # noqa: E402
+    JOB_REQUEST_TYPE,
+    JOB_ROUTE_PREFIX,
+    build_report,
+    render,
+    summarize,
+    write,
+)
+from load._shapes import TierShape  # noqa: E402
+
+log = logging.getLogger("load")
+
+TERMINAL = ("completed", "failed")
+POLL_NAME = JOB_ROUTE_PREFIX + "[jobId]"
+DEFAULT_POLL_INTERVAL_S = 1.0
+DEFAULT_THINK_TIME_S = 6.0
+
+
+class JobFailed(Exception):
+    """The job ended `failed`; the message is its error code (few distinct values)."""
+
+
+class JobTimedOut(Exception):
+    """The job was not done by its deadline (the seed's deadlineMs)."""
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--tier",
+        choices=list(TIERS),
+        default=None,
+        env_var="LOAD_TIER",
+        include_in_web_ui=False,
+        help="run this capacity tier's shape: ramp, hold, stop (-u/-r are then ignored). "
+        "Without it, -u/-r/-t apply as usual.",
+    )
+    parser.add_argument(
+        "--capacity-report",
+        metavar="PATH",
+        default=None,
+        env_var="LOAD_CAPACITY_REPORT",
+        include_in_web_ui=False,
+        help="also write the capacity report (printed at every test stop) to PATH as JSON",
+    )
+    parser.add_argument(
+        "--video-url",
+        default=None,
+        env_var="LOAD_VIDEO_URL",
+        help="URL the video jobs analyse; the video worker checks it exists (HEAD, then GET). "
+        "Default: the job API's /healthz",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULT_POLL_INTERVAL_S,
+        env_var="LOAD_POLL_INTERVAL",
+        help=f"seconds between status polls of a job (default {DEFAULT_POLL_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--think-time",
+        type=float,
+        default=DEFAULT_THINK_TIME_S,
+        env_var="LOAD_THINK_TIME",
+        help="mean seconds a creator waits after a job ends, drawn uniformly from 0.5x-1.5x "
+        f"(default {DEFAULT_THINK_TIME_S:g})",
+    )
+
+
+def _option(environment: Environment, name: str, default: float) -> float:
+    """A numeric custom option (the web UI may hand it over as a string)."""
+    value = getattr(environment.parsed_options, name, None)
+    return default if value in (None, "") else float(value)
+
+
+# -- tier selection and the report -----------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What the report needs beyond Locust's stats: how long the run took, how many users."""
+
+    started: float | None = None
+    peak_users: int = 0
+    sampler: gevent.Greenlet | None = None
+
+
+_run = _Run()
+
+
+@events.init.add_listener
+def select_tier(environment: Environment, **_kwargs: Any) -> None:
+    """Install the `--tier` shape (the master or the local runner drives shapes)."""
+    options = environment.parsed_options
+    name = getattr(options, "tier", None)
+    if not name or isinstance(environment.runner, WorkerRunner):
+        return
+    ignored = [
+        flag
+        for flag, dest in (("-u", "num_users"), ("-r", "spawn_rate"))
+        if getattr(options, dest, None)
+    ]
+    if ignored:
+        log.warning("--tier %s sets users and spawn rate: %s ignored", name, " and ".join(ignored))
+    if environment.shape_class is not None:
+        log.warning("--tier %s replaces shape %s", name, type(environment.shape_class).__name__)
+    shape = TierShape(TIERS[name], stop_after_s=getattr(options, "run_time", None) or None)
+    shape.runner = environment.runner
+    environment.shape_class = shape
+    log.info("load %s", shape.describe())
+
+
+def _sample_users(environment: Environment) -> None:
+    while environment.runner is not None:
+        _run.peak_users = max(_run.peak_users, environment.runner.user_count)
+        gevent.sleep(1.0)
+
+
+@events.test_start.add_listener
+def start_run(environment: Environment, **_kwargs: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    _run.started = time.perf_counter()
+    _run.peak_users = 0
+    _run.sampler = gevent.spawn(_sample_users, environment)
+
+
+@events.spawning_complete.add_listener
+def spawned(user_count: int, **_kwargs: Any) -> None:
+    _run.peak_users = max(_run.peak_users, user_count)
+
+
+@events.test_stop.add_listener
+def report(environment: Environment, **_kwargs: Any) -> None:
+    """Print the capacity report (and write it with --capacity-report)."""
+    if isinstance(environment.runner, WorkerRunner) or _run.started is None:
+        return
+    if _run.sampler is not None:
+        _run.sampler.kill(block=False)
+    duration = time.perf_counter() - _run.started
+    shape = environment.shape_class
+    tier = shape.tier if isinstance(shape, TierShape) else None
+    summary = summarize(
+        environment.stats,
+        duration_s=duration,
+        peak_users=_run.peak_users,
+        tier=tier.name if tier else None,
+        target_users=tier.users if tier else None,
+        host=environment.host or CreatorUser.host,
+    )
+    result = build_report(summary, tier.targets if tier else DEFAULT_TARGETS)
+    print("\n" + render(result) + "\n", flush=True)
+    path = getattr(environment.parsed_options, "capacity_report", None)
+    if path:
+        log.info("capacity report written to %s", write(result, path))
+
+
+# -- the user --------------------------------------------------------------------------------
+
+
+class CreatorUser(HttpUser):
+    """A creator's app: asks for a job, polls it until it ends, thinks, asks again."""
+
+    host = DEFAULT_HOST
+
+    def on_start(self) -> None:
+        self.creator_id = f"creator-load-{uuid.uuid4().hex[:12]}"
+        self.rng = random.Random()
+
+    def wait_time(self) -> float:
+        mean = _option(self.environment, "think_time", DEFAULT_THINK_TIME_S)
+        return self.rng.uniform(0.5 * mean, 1.5 * mean)
+
+    @task(JOBS["chat-suggestions"].weight)
+    def chat_suggestions(self) -> None:
+        self.run_job(JOBS["chat-suggestions"])
+
+    @task(JOBS["content-suggestions"].weight)
+    def content_suggestions(self) -> None:
+        self.run_job(JOBS["content-suggestions"])
+
+    @task(JOBS["content-analysis"].weight)
+    def content_analysis(self) -> None:
+        self.run_job(JOBS["content-analysis"])
+
+    @task(JOBS["video-analysis"].weight)
+    def video_analysis(self) -> None:
+        self.run_job(JOBS["video-analysis"])
+
+    def run_job(self, kind: JobKind) -> None:
+        """POST the job, then follow it to its end and record a JOB event."""
+        video_url = getattr(self.environment.parsed_options, "video_url", None)
+        body = {
+            "creatorId": self.creator_id,
+            **kind.body(self.rng, video_url or f"{self.host.rstrip('/')}/healthz"),
+        }
+        started = time.perf_counter()
+        with self.client.post(
+            JOB_ROUTE_PREFIX + kind.route, json=body, catch_response=True
+        ) as response:
+            created = _json(response)
+            job_id = created.get("jobId") if created else None
+            if created is not None and not isinstance(job_id, str):
+                response.failure("answer has no jobId")
+        if isinstance(job_id, str):
+            self.follow(kind, job_id, started)
+
+    def follow(self, kind: JobKind, job_id: str, started: float) -> None:
+        """Poll as a creator app does (no push channel here) until the job ends or its
+        deadline passes; the deadline bounds how long one user stays on one job."""
+        poll = _option(self.environment, "poll_interval", DEFAULT_POLL_INTERVAL_S)
+        deadline = started + kind.deadline_s
+        status = "pending"
+        while True:
+            gevent.sleep(max(0.0, min(poll, deadline - time.perf_counter())))
+            with self.client.get(
+                f"{JOB_ROUTE_PREFIX}{job_id}", name=POLL_NAME, catch_response=True
+            ) as response:
+                job = _json(response)
+            if job is not None:
+                status = str(job.get("status"))
+                if status in TERMINAL:
+                    error = None
+                    if status == "failed":
+                        code = (job.get("error") or {}).get("code") or "UNKNOWN"
+                        error = JobFailed(str(code))
+                    self._record(kind, job_id, _completion_ms(job, started), error)
+                    return
+            if time.perf_counter() >= deadline:
+                timed_out = JobTimedOut(f"not done in {kind.deadline_s:g}s")
+                self._record(kind, job_id, (time.perf_counter() - started) * 1000, timed_out)
+                log.debug("job %s still %s at its deadline", job_id, status)
+                return
+
+    def _record(
+        self, kind: JobKind, job_id: str, elapsed_ms: float, error: Exception | None
+    ) -> None:
+        self.environment.events.request.fire(
+            request_type=JOB_REQUEST_TYPE,
+            name=kind.route,
+            response_time=elapsed_ms,
+            response_length=0,
+            response=None,
+            context={"jobId": job_id, "creatorId": self.creator_id},
+            exception=error,
+        )
+
+
+def _json(response: Any) -> dict[str, Any] | None:
+    """The JSON object of a 200 answer; anything else marks the request failed."""
+    if response.status_code == 0:  # no HTTP answer at all
+        response.failure(f"no answer: {type(response.error).__name__}")
+        return None
+    if response.status_code != 200:
+        detail = ""
+        with contextlib.suppress(Exception):  # not a JSON object: the status says enough
+            detail = f": {response.json()['error']}"
+        response.failure(f"HTTP {response.status_code}{detail}")
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        response.failure("answer is not JSON")
+        return None
+    if not isinstance(data, dict):
+        response.failure("answer is not a JSON object")
+        return None
+    return data
+
+
+def _completion_ms(job: dict[str, Any], started: float) -> float:
+    """Time to completion as the system recorded it (job row created → terminal status
+    written), so the poll interval does not blur it; what the client saw if unreadable."""
+    try:
+        created = datetime.fromisoformat(job["createdAt"])
+        updated = datetime.fromisoformat(job["updatedAt"])
+        elapsed = (updated - created).total_seconds() * 1000
+    except (KeyError, TypeError, ValueError):
+        elapsed = -1.0
+    return elapsed if elapsed >= 0 else (time.perf_counter() - started) * 1000
