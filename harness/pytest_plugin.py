@@ -558,11 +558,18 @@ def servicebus(
 
 
 @pytest.fixture
-def emulator_clock(stack: Stack) -> EmulatorClock:
-    """The in-process emulator's clock (`advance(seconds)`); skips on a real namespace."""
+def emulator_clock(stack: Stack) -> Iterator[EmulatorClock]:
+    """The in-process emulator's clock (`advance(seconds)`); skips on a real namespace.
+
+    Reset to wall time after the test: the apps schedule retries by their own clock, so a
+    clock left ahead would make the next test's "retry in 15 s" due at once."""
     if stack.emulator is None:
         pytest.skip("emulator_clock needs the in-process emulator (not --sb-connection-string)")
-    return stack.emulator.clock
+    clock = stack.emulator.clock
+    try:
+        yield clock
+    finally:
+        clock.reset()
 
 
 # -- stand-ins -------------------------------------------------------------------------------
@@ -776,6 +783,7 @@ class WorkerFactory:
         self,
         *apps: str,
         settings: Mapping[str, str] | None = None,
+        host_only_settings: Mapping[str, str] | None = None,
         run_timers: bool = False,
         shutdown_grace: float = 10.0,
     ) -> RunningWorkers:
@@ -798,6 +806,7 @@ class WorkerFactory:
                     FunctionsHost.load(
                         WORKERS_DIR / app,
                         settings=values,
+                        host_only_settings=host_only_settings,
                         run_timers=run_timers,
                         shutdown_grace=shutdown_grace,
                         broker_clock=self.broker_clock,

@@ -1,14 +1,17 @@
 """Lock renewal and functionTimeout, observed with the real worker apps under the local host.
 
 The AI stand-in makes one call slow, so a run outlives the subscription's lock (shortened to
-two seconds for the test through the administration client) or the host's limits. The
-host's limits are changed the way Azure allows without touching host.json: app settings
-named `AzureFunctionsJobHost__...`. The worker apps read their own host.json file for their
-run budget, so such an override is a profile the app did not plan for — the seed's video
-defect in miniature — and what must keep the job correct then is its idempotency.
+two seconds for the test through the administration client) or the host's limits.
+
+The worker apps size their runs to fit inside the host's limits, reading the same host.json
+and `AzureFunctionsJobHost__` app settings the host does — so with an app setting both
+change together and the app stays inside them (last test). To watch the host enforce a limit
+the app did not plan for — the seed's video defect in miniature — the limit is given to the
+host alone (`host_only_settings`), and what must keep the job correct then is the app's
+idempotency.
 
 Real time is spent here only on the host's renewal timer and the lock it races (a few
-seconds); the ten-minute lease wait is skipped by moving the emulator's clock.
+seconds); the ten-minute lease wait and retry backoff are skipped by moving the clock.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def test_run_past_max_auto_lock_renewal_loses_its_lock_and_the_redelivery_is_ide
     the job completes once, and nothing is dead-lettered."""
     ai_stub.behaviour.enqueue(Fault.slow(7.0), model=VIDEO_MODEL)
     with servicebus.subscription_changed("video-analysis", lock_duration=LOCK):
-        running = workers("video", settings={RENEWAL_SETTING: "00:00:03"})
+        running = workers("video", host_only_settings={RENEWAL_SETTING: "00:00:03"})
         assert running["video"].options.max_auto_lock_renewal_duration == 3
         job_id = _video_job(servicebus, ai_stub, "creator-lost-lock")
 
@@ -148,7 +151,7 @@ def test_function_timeout_cancels_the_run_and_the_host_abandons_it(
     async function, abandons the message (redelivered with delivery count 1), and the second
     delivery completes the job."""
     ai_stub.behaviour.enqueue(Fault.slow(4.0), model="phi4")
-    running = workers("jobs", settings={TIMEOUT_SETTING: "00:00:01"})
+    running = workers("jobs", host_only_settings={TIMEOUT_SETTING: "00:00:01"})
     assert running["jobs"].options.function_timeout == 1
     job_id = servicebus.send_job("chat.suggest", {"fanMessage": "hi"}, creator_id="c-timeout")
 
@@ -166,4 +169,40 @@ def test_function_timeout_cancels_the_run_and_the_host_abandons_it(
     # the one that produced the result.
     assert len(ai_stub.behaviour.wait_for_calls(2, model="phi4", timeout=TIMEOUT)) == 2
     assert len(_completed_events(events, job_id)) == 1
+    assert db.job(job_id)["status"] == "completed"  # type: ignore[index]
+
+
+def test_an_app_setting_shortening_renewal_shrinks_the_apps_run_budget_too(
+    workers: WorkerFactory,
+    servicebus: ServiceBusHelper,
+    events: Events,
+    db: Database,
+    ai_stub: AIServer,
+    emulator_clock: Any,
+) -> None:
+    """The same three-second renewal window, set as an app setting: the video app reads it
+    too, cuts the slow run at its budget (SOFT_TIMEOUT, retried after the video backoff)
+    and settles while it still holds the lock. No lock is lost, nothing runs twice at once."""
+    ai_stub.behaviour.enqueue(Fault.slow(7.0), model=VIDEO_MODEL)
+    with servicebus.subscription_changed("video-analysis", lock_duration=LOCK):
+        running = workers("video", settings={RENEWAL_SETTING: "00:00:03"})
+        job_id = _video_job(servicebus, ai_stub, "creator-budget")
+        [first] = running.wait_for_invocation(
+            "VideoAnalysisWorker", message_id=f"{job_id}:0", timeout=TIMEOUT
+        )
+        assert first.duration is not None and first.duration < 3  # inside the window
+        assert (first.settlement, first.settlement_error) == ("completed", None)
+        assert first.renewal_stopped is None
+        job = db.job(job_id)
+        assert job is not None and job["error"]["code"] == "SOFT_TIMEOUT"
+
+        emulator_clock.advance(15)  # the video ladder's first step
+        running.wait_for_invocation("VideoAnalysisWorker", message_id=f"{job_id}:1")
+        events.wait_for(job_id, "completed", timeout=TIMEOUT)
+
+    runs = _runs(running, "VideoAnalysisWorker", job_id)
+    assert [(r.message_id, r.delivery_count) for r in runs] == [
+        (f"{job_id}:0", 0),
+        (f"{job_id}:1", 0),
+    ]
     assert db.job(job_id)["status"] == "completed"  # type: ignore[index]

@@ -6,7 +6,6 @@ without starting anything.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -14,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# One reading of AzureFunctionsJobHost__ overrides, shared by the host and the apps it runs.
+from workers.common.hostjson import apply_overrides
+
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)$")
 _SETTING = re.compile(r"%([^%]+)%")
-# App settings named `AzureFunctionsJobHost__path__to__key` override host.json values.
-OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
 
 # Premium/Dedicated default; Core Tools apply the same when host.json says nothing.
 DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
@@ -68,38 +68,6 @@ def _as_bool(value: Any) -> bool:
     if text in ("false", "0"):
         return False
     raise ValueError(f"not a boolean: {value!r}")
-
-
-def host_json_overrides(settings: Mapping[str, str]) -> dict[str, str]:
-    """The app settings that override host.json, by name (matched case-insensitively)."""
-    prefix = OVERRIDE_PREFIX.lower()
-    return {k: v for k, v in settings.items() if k.lower().startswith(prefix)}
-
-
-def apply_overrides(data: Mapping[str, Any], settings: Mapping[str, str]) -> dict[str, Any]:
-    """host.json as the host sees it once `AzureFunctionsJobHost__a__b` settings are applied.
-
-    Keys match case-insensitively, like the host's configuration; missing objects are
-    created. The file itself is never touched, so an override lives only as long as the
-    setting does.
-    """
-    merged: dict[str, Any] = copy.deepcopy(dict(data))
-    for name, value in sorted(host_json_overrides(settings).items()):
-        path = name[len(OVERRIDE_PREFIX) :].split("__")
-        if not all(path):
-            raise HostConfigError(f"app setting {name}: empty segment in the host.json path")
-        node = merged
-        for part in path[:-1]:
-            key = _existing_key(node, part)
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[_existing_key(node, path[-1])] = value
-    return merged
-
-
-def _existing_key(node: Mapping[str, Any], name: str) -> str:
-    return next((key for key in node if key.lower() == name.lower()), name)
 
 
 @dataclass(frozen=True)
@@ -181,7 +149,11 @@ class HostOptions:
                 raise HostConfigError(f"{path}: {exc}") from exc
         if not isinstance(data, dict):
             raise HostConfigError(f"{path}: the top level must be a JSON object")
-        return cls.from_host_json(apply_overrides(data, settings or {}))
+        try:
+            effective = apply_overrides(data, settings or {})
+        except ValueError as exc:
+            raise HostConfigError(str(exc)) from exc
+        return cls.from_host_json(effective)
 
 
 def load_local_settings(path: Path) -> dict[str, str]:

@@ -30,6 +30,8 @@ from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azurefunctions.extensions.bindings.servicebus import ServiceBusMessageActions
 
+from workers.common.hostjson import host_json_overrides
+
 from .app import (
     DEFAULT_SB_CONNECTION,
     DEFAULT_SIGNALR_CONNECTION,
@@ -41,12 +43,7 @@ from .app import (
     index_app,
     resolve_function,
 )
-from .config import (
-    HostOptions,
-    MissingSettingsError,
-    host_json_overrides,
-    load_local_settings,
-)
+from .config import HostOptions, MissingSettingsError, load_local_settings
 from .messages import body_bytes, classic_message, sdk_type_message
 from .ncrontab import Schedule
 from .outputs import Out, OutputHandler, ServiceBusOutput, SignalRRestOutput
@@ -192,17 +189,24 @@ class FunctionsHost:
         cls,
         app_dir: str | Path,
         settings: Mapping[str, str] | None = None,
+        *,
+        host_only_settings: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> FunctionsHost:
         """Import and index an app folder without starting anything.
 
         local.settings.json `Values` and then `settings` are written into the process
         environment (the app reads them at import, as in Azure); `stop` restores it.
+        `host_only_settings` (`AzureFunctionsJobHost__...` overrides) reach the host but not
+        the app: a way to test what an app does when the host's limits are not the ones it
+        planned for.
         """
         path = Path(app_dir).resolve()
         values = {**load_local_settings(path / "local.settings.json"), **(settings or {})}
         # The host reads overrides from its environment, as Azure's does from app settings.
-        options = HostOptions.load(path / "host.json", {**os.environ, **values})
+        options = HostOptions.load(
+            path / "host.json", {**os.environ, **values, **(host_only_settings or {})}
+        )
         applied: dict[str, str | None] = {}
         for key, value in values.items():
             applied[key] = os.environ.get(key)

@@ -19,9 +19,10 @@ from harness.host import (
     ScheduleError,
     parse_timespan,
 )
-from harness.host.config import apply_overrides, resolve_setting_refs
+from harness.host.config import resolve_setting_refs
 from harness.host.outputs import parse_connection_string, signalr_token
 from harness.host.testing import write_app
+from workers.common.hostjson import apply_overrides
 
 WORKERS = Path(__file__).resolve().parents[2] / "workers"
 

@@ -82,3 +82,23 @@ def test_ttl_expiry_dead_letters_or_drops(emulator: ServiceBusEmulator, conn_str
         emulator.clock.advance(300)
         with client.get_queue_receiver("expiring", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
             assert len(dlq.peek_messages(max_message_count=5)) == 2
+
+
+def test_clock_reset_returns_to_wall_time_and_keeps_future_schedules(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    """`reset` (between tests) puts the clock back on wall time; a message scheduled in
+    the advanced time stays scheduled, and becomes due when the clock reaches it again."""
+    emulator.clock.advance(3600)
+    when = emulator.clock.now_datetime() + timedelta(minutes=1)
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        with client.get_queue_sender("q") as sender:
+            sender.schedule_messages(ServiceBusMessage("later"), when)
+        emulator.clock.reset()
+        assert emulator.clock.offset == 0
+        with client.get_queue_receiver("q", max_wait_time=1) as receiver:
+            assert receiver.receive_messages(max_wait_time=0.3) == []
+            emulator.clock.advance(3660)
+            [got] = receiver.receive_messages(max_wait_time=5)
+            assert str(got) == "later"
+            receiver.complete_message(got)

@@ -184,6 +184,25 @@ def test_workers_video_runs_stay_inside_the_lock_renewal_window(
     assert processor.lease_ttl_seconds >= profile.function_timeout
 
 
+def test_workers_run_budget_follows_host_json_overrides_from_app_settings() -> None:
+    """An `AzureFunctionsJobHost__` app setting changes what the host renews; the app's run
+    budget must shrink with it, or runs outlive the renewal window again."""
+    host_json = WORKERS / "video" / "host.json"
+    assert HostProfile.load(host_json, {}).run_budget == 270
+    renewal = "AzureFunctionsJobHost__extensions__serviceBus__maxAutoLockRenewalDuration"
+    profile = HostProfile.load(
+        host_json,
+        {
+            renewal: "00:02:00",
+            "azurefunctionsjobhost__extensions__servicebus__autocompletemessages": "true",
+        },
+    )
+    assert profile.lock_renewal == 120 and profile.run_budget == 90
+    assert profile.auto_complete is True
+    timeout = HostProfile.load(host_json, {"AzureFunctionsJobHost__functionTimeout": "00:01:00"})
+    assert timeout.run_budget == 30 and timeout.lease_ttl == 90
+
+
 def test_workers_jobs_budget_fits_the_function_timeout(
     indexed: dict[str, tuple[ModuleType, dict[str, Any]]],
 ) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from workers.common.handlers import (
     JobHandler,
     VideoAnalysisHandler,
 )
+from workers.common.hostjson import apply_overrides, parse_timespan
 from workers.common.idempotency import IdempotencyGuard, KeyValueStore, MemoryStore, RedisStore
 from workers.common.messaging import (
     MessageActionsSettler,
@@ -44,16 +47,6 @@ log = logging.getLogger(__name__)
 SETTLE_MARGIN_SECONDS = 30.0
 
 
-def parse_timespan(value: str) -> float:
-    """host.json `hh:mm:ss[.fff]` (optionally `d.hh:mm:ss`) → seconds."""
-    days = 0
-    if value.count(".") and value.index(".") < value.index(":"):
-        day_part, value = value.split(".", 1)
-        days = int(day_part)
-    hours, minutes, seconds = value.split(":")
-    return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
 @dataclass(frozen=True)
 class HostProfile:
     """The host.json settings the processor must respect."""
@@ -65,13 +58,17 @@ class HostProfile:
     prefetch_count: int
 
     @classmethod
-    def load(cls, path: Path) -> HostProfile:
-        data = json.loads(path.read_text())
+    def load(cls, path: Path, settings: Mapping[str, str] | None = None) -> HostProfile:
+        """The file plus the `AzureFunctionsJobHost__` app settings (default: the process
+        environment), which the host applies too: a run budget sized from the file alone
+        would outlive a renewal window shortened by such a setting."""
+        environ = os.environ if settings is None else settings
+        data = apply_overrides(json.loads(path.read_text()), environ)
         sb = data.get("extensions", {}).get("serviceBus", {})
         return cls(
             function_timeout=parse_timespan(data.get("functionTimeout", "00:30:00")),
             lock_renewal=parse_timespan(sb.get("maxAutoLockRenewalDuration", "00:05:00")),
-            auto_complete=bool(sb.get("autoCompleteMessages", True)),
+            auto_complete=str(sb.get("autoCompleteMessages", True)).lower() == "true",
             max_concurrent_calls=int(sb.get("maxConcurrentCalls", 16)),
             prefetch_count=int(sb.get("prefetchCount", 0)),
         )

@@ -68,6 +68,19 @@ class EmulatorClock:
         for listener in listeners:
             listener()
 
+    def reset(self) -> None:
+        """Back to wall time (offset 0), for a test suite between tests.
+
+        Apps schedule by their own (wall) clock; a clock left ahead by an earlier test makes
+        their "in 15 s" already due. Whatever was set in the advanced time (locks, schedules,
+        TTLs) then lies that much further ahead, so only reset when nothing relies on it.
+        """
+        with self._lock:
+            self._offset = 0.0
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
     def on_advance(self, listener: Callable[[], None]) -> None:
         with self._lock:
             self._listeners.append(listener)
