@@ -708,6 +708,15 @@ class RunningWorkers:
     def for_message(self, message_id: str) -> list[Invocation]:
         return self.invocations(lambda i: i.message_id == message_id)
 
+    def for_job(self, job_id: str, function: str | None = None) -> list[Invocation]:
+        """Runs of a job's messages (ids `<jobId>:<attempt>`, every attempt), oldest first."""
+        runs = self.invocations(
+            lambda i: (
+                (i.message_id or "").startswith(f"{job_id}:") and function in (None, i.function)
+            )
+        )
+        return sorted(runs, key=lambda i: i.started_at)
+
     def host_of(self, function: str) -> FunctionsHost:
         for host in self.hosts.values():
             if function in host.functions:

@@ -24,17 +24,10 @@ from emulator.webhook import WebhookSink
 from harness.pytest_plugin import (
     Database,
     Events,
-    RunningWorkers,
     ServiceBusHelper,
     WorkerFactory,
 )
 
-JOB_FUNCTIONS = {
-    "VideoAnalysisWorker",
-    "ChatSuggestionsWorker",
-    "ContentSuggestionsWorker",
-    "ContentAnalysisWorker",
-}
 TIMEOUT = 30.0
 
 
@@ -137,7 +130,7 @@ def test_job_flows_from_api_to_notifications(
     # routed to exactly its subscription: one run, of its own function, settled by it
     [run] = running.wait_for_invocation(flow.function, message_id=f"{job_id}:0")
     assert (run.outcome, run.settlement, run.settled_by) == ("succeeded", "completed", "function")
-    assert [i.function for i in _job_runs(running, job_id)] == [flow.function]
+    assert [i.function for i in running.for_job(job_id)] == [flow.function]
 
     # the AI stand-in answered this model (and no other)
     calls = [c for c in ai_stub.calls if c.path.endswith("/chat/completions")]
@@ -184,12 +177,6 @@ def test_job_flows_from_api_to_notifications(
         function="MetricsWorker",
         timeout=TIMEOUT,
         what=f"metrics for {flow.job_type} / {flow.model}",
-    )
-
-
-def _job_runs(running: RunningWorkers, job_id: str) -> list[Any]:
-    return running.invocations(
-        lambda i: i.function in JOB_FUNCTIONS and (i.message_id or "").startswith(f"{job_id}:")
     )
 
 
@@ -255,7 +242,7 @@ def test_manual_settlement_dead_letters_an_invalid_payload_for_real(
     job = db.job(job_id)
     assert job is not None and job["status"] == "failed"
     assert job["error"]["code"] == "INVALID_PAYLOAD"
-    assert len(_job_runs(running, job_id)) == 1  # dead-lettered, not redelivered
+    assert len(running.for_job(job_id)) == 1  # dead-lettered, not redelivered
 
 
 def test_rate_limited_job_is_retried_on_the_emulator_clock(

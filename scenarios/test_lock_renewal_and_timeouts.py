@@ -20,8 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from emulator.ai import AIServer, Fault
-from harness.host import Invocation
-from harness.pytest_plugin import Database, Events, RunningWorkers, ServiceBusHelper, WorkerFactory
+from harness.pytest_plugin import Database, Events, ServiceBusHelper, WorkerFactory
 
 LOCK = timedelta(seconds=2)
 # The SDK reports the AMQP header's delivery-count: prior attempts, so 0 on first delivery.
@@ -36,15 +35,6 @@ def _video_job(servicebus: ServiceBusHelper, ai: AIServer, creator: str) -> str:
         "video.analysis",
         {"videoUrl": ai.media_url("clip.mp4"), "videoId": "v-lock"},
         creator_id=creator,
-    )
-
-
-def _runs(running: RunningWorkers, function: str, job_id: str) -> list[Invocation]:
-    return sorted(
-        running.invocations(
-            lambda i: i.function == function and (i.message_id or "").startswith(f"{job_id}:")
-        ),
-        key=lambda i: i.id,
     )
 
 
@@ -73,7 +63,7 @@ def test_long_run_keeps_its_lock_through_renewal(
     assert run.renewal_stopped is None
     assert (run.delivery_count, run.settlement, run.settled_by) == (0, "completed", "function")
     assert run.settlement_error is None
-    assert _runs(running, "VideoAnalysisWorker", job_id) == [run]
+    assert running.for_job(job_id, "VideoAnalysisWorker") == [run]
     assert db.job(job_id)["status"] == "completed"  # type: ignore[index]
 
 
@@ -128,7 +118,7 @@ def test_run_past_max_auto_lock_renewal_loses_its_lock_and_the_redelivery_is_ide
     assert redelivered.started_at < first.ended_at  # type: ignore[operator]
     assert (redelivered.settlement, redelivered.settled_by) == ("completed", "function")
 
-    runs = _runs(running, "VideoAnalysisWorker", job_id)
+    runs = running.for_job(job_id, "VideoAnalysisWorker")
     assert len(runs) == 3, [r.summary() for r in runs]
     copy = runs[-1]
     assert (copy.delivery_count, copy.settlement) == (0, "completed")
@@ -200,7 +190,7 @@ def test_an_app_setting_shortening_renewal_shrinks_the_apps_run_budget_too(
         running.wait_for_invocation("VideoAnalysisWorker", message_id=f"{job_id}:1")
         events.wait_for(job_id, "completed", timeout=TIMEOUT)
 
-    runs = _runs(running, "VideoAnalysisWorker", job_id)
+    runs = running.for_job(job_id, "VideoAnalysisWorker")
     assert [(r.message_id, r.delivery_count) for r in runs] == [
         (f"{job_id}:0", 0),
         (f"{job_id}:1", 0),
