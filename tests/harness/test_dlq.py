@@ -1,4 +1,4 @@
-"""DLQ export and replay (`harness/dlq.py`, `harness dlq ...`) through the real SDK, against the
+"""DLQ export and replay (`harness/dlq/`, `harness dlq ...`) through the real SDK, against the
 emulator loaded with the project's Config.json. Dead letters are made the way workers make them:
 receive, then `dead_letter_message(reason=...)`."""
 

@@ -1,0 +1,281 @@
+"""`harness dlq list|export|replay`: the argparse wiring and what each command prints."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from . import (
+    DeadLetterRecord,
+    DeadLetterSource,
+    DlqError,
+    admin_client,
+    client,
+    dead_letter_counts,
+    export_dead_letters,
+    make_selector,
+    read_records,
+    replay_dead_letters,
+    replay_records,
+)
+from .replay import NOT_SELECTED
+
+DLQ_HELP = """\
+Dead letters on any namespace (the emulator, the official emulator, Azure) through the SDK.
+list counts them, export peeks them into JSON lines without changing anything, replay moves
+them back. A subscription's dead letters are --topic T --subscription S, a queue's --queue Q."""
+
+EXPORT_HELP = """\
+Peek the dead-letter queue (no lock, no delivery count: the queue is left exactly as it was)
+and write one JSON object per dead letter: body (text, or base64 when not UTF-8, see
+body_encoding), message_id, correlation_id, subject, content_type, application_properties
+(uuids, binaries and timestamps as {"$type": ..., "value": ...}), sequence_number,
+enqueued_time, delivery_count, dead_letter_reason, dead_letter_error_description,
+dead_letter_source and entity_path. `replay --from` sends such a file again."""
+
+REPLAY_HELP = """\
+Move dead letters back. Each selected dead letter is sent as a copy (body, application
+properties, content type, subject, correlation id and message id kept; x-replayed-from and
+x-replay-count added) to the queue or topic it died in, or to --to, and is completed in the
+dead-letter queue only after that send succeeded; a failed send abandons it, so nothing is lost.
+
+Sending to a topic re-applies its subscriptions' rules: the copy reaches every subscription
+whose filter matches, not only the one it died in (on huntaze-events: all four).
+
+Message ids are kept, so a re-run after an interruption is deduplicated where the target has
+duplicate detection. Such a target also silently drops a copy whose id it saw within its
+window, so those dead letters are skipped (with a reason) unless --new-message-id gives every
+copy a fresh id (the old one goes to x-original-message-id).
+
+Dead letters before a selected one that are not selected themselves are locked to get past them
+and abandoned afterwards (their delivery count goes up by one). --from replays an export file
+instead and leaves the dead-letter queue alone. Exit status 1 when any dead letter failed."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    dlq = commands.add_parser(
+        "dlq",
+        help="list, export (peek) and replay dead letters",
+        description=DLQ_HELP,
+        formatter_class=raw,
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = actions.add_parser("list", help="dead-letter counts per queue and subscription")
+    export = actions.add_parser(
+        "export",
+        help="peek dead letters into JSON lines",
+        description=EXPORT_HELP,
+        formatter_class=raw,
+    )
+    replay = actions.add_parser(
+        "replay",
+        help="move dead letters back to their topic/queue",
+        description=REPLAY_HELP,
+        formatter_class=raw,
+    )
+    for sub in (listing, export, replay):
+        sub.add_argument(
+            "--connection-string",
+            default=os.environ.get("HARNESS_SB_CONNECTION_STRING"),
+            help="namespace connection string (default: $HARNESS_SB_CONNECTION_STRING)",
+        )
+        sub.add_argument(
+            "--retries",
+            type=_count,
+            default=2,
+            help="SDK retries per operation (default 2; an unknown entity is retried too)",
+        )
+        sub.set_defaults(dlq_parser=sub)
+    for sub in (listing, replay):
+        sub.add_argument(
+            "--ca-bundle",
+            help="CA certificate for the management API (the local emulator's is found itself)",
+        )
+    listing.add_argument("--topic", help="only this topic's subscriptions")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(dlq_run=_dlq_list)
+    for sub in (export, replay):
+        sub.add_argument("--topic", help="topic of the subscription whose DLQ is read")
+        sub.add_argument("--subscription", help="subscription whose DLQ is read")
+        sub.add_argument("--queue", help="queue whose DLQ is read")
+        sub.add_argument("--max", type=_positive, help="at most N dead letters")
+    export.add_argument("--out", help="write to FILE (replaced only once complete); default stdout")
+    export.set_defaults(dlq_run=_dlq_export)
+    replay.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="replay an export file ('-' = stdin) instead of the DLQ",
+    )
+    replay.add_argument("--to", help="send copies here (queue or topic) instead of their origin")
+    replay.add_argument(
+        "--where",
+        help="only dead letters matching this SQL filter, e.g. \"jobType = 'chat.suggest'\" "
+        "(application properties, sys.* and DeadLetterReason)",
+    )
+    replay.add_argument(
+        "--message-id", action="append", default=[], help="only this message id (repeatable)"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent, change nothing"
+    )
+    replay.add_argument(
+        "--new-message-id", action="store_true", help="give copies fresh message ids (see above)"
+    )
+    replay.add_argument(
+        "--skip-bad", action="store_true", help="with --from: send the good lines of a bad file"
+    )
+    replay.set_defaults(dlq_run=_dlq_replay)
+
+
+def run_dlq(args: argparse.Namespace) -> int:
+
+    parser: argparse.ArgumentParser = args.dlq_parser
+    if not args.connection_string:
+        parser.error("--connection-string is required (or set $HARNESS_SB_CONNECTION_STRING)")
+    # The command reports failures itself; the SDK's own retry warnings would only repeat them.
+    logging.getLogger("azure").setLevel(logging.ERROR)
+    try:
+        return int(args.dlq_run(args))
+    except DlqError as exc:
+        print(f"harness dlq {args.dlq_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dlq_source(args: argparse.Namespace) -> DeadLetterSource:
+
+    parser: argparse.ArgumentParser = args.dlq_parser
+    if args.queue and (args.topic or args.subscription):
+        parser.error("give either --queue or --topic with --subscription, not both")
+    if args.queue:
+        return DeadLetterSource(args.queue)
+    if not (args.topic and args.subscription):
+        parser.error("the dead-letter queue to read: --topic T --subscription S, or --queue Q")
+    return DeadLetterSource(args.topic, args.subscription)
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+
+    with admin_client(
+        args.connection_string, ca_bundle=args.ca_bundle, retries=args.retries
+    ) as admin:
+        counts = dead_letter_counts(admin, topic=args.topic)
+    if args.json:
+        print(json.dumps([vars(c) for c in counts], indent=2))
+        return 0
+    width = max([len(c.entity_path) for c in counts] + [len("ENTITY")])
+    print(f"{'ENTITY':<{width}}  {'ACTIVE':>8}  {'DEAD-LETTER':>11}  {'TRANSFER-DL':>11}")
+    for c in counts:
+        print(
+            f"{c.entity_path:<{width}}  {c.active:>8}  {c.dead_letter:>11}  "
+            f"{c.transfer_dead_letter:>11}"
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def _replace_when_done(path: Path) -> Iterator[TextIO]:
+    """Write next to ``path`` and move into place only on success: no half-written exports."""
+
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise DlqError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _dlq_export(args: argparse.Namespace) -> int:
+
+    source = _dlq_source(args)
+    with client(args.connection_string, retries=args.retries) as sb:
+        if args.out is None:
+            count = export_dead_letters(sb, source, sys.stdout, max_count=args.max, ascii_only=True)
+        else:
+            with _replace_when_done(Path(args.out)) as out:
+                count = export_dead_letters(sb, source, out, max_count=args.max)
+    where = f" to {args.out}" if args.out else ""
+    print(f"exported {count} dead letter(s) from {source.dead_letter_path}{where}", file=sys.stderr)
+    return 0
+
+
+def _read_export(path: str, skip_bad: bool) -> list[DeadLetterRecord]:
+
+    try:
+        if path == "-":
+            lines = sys.stdin.buffer.read().splitlines()
+        else:
+            lines = Path(path).read_bytes().splitlines()
+    except OSError as exc:
+        raise DlqError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    records, problems = read_records(lines, source=path, skip_bad=skip_bad)
+    for problem in problems:
+        print(f"warning: {path}: skipped {problem}", file=sys.stderr)
+    return records
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+
+    parser: argparse.ArgumentParser = args.dlq_parser
+    if args.from_file and (args.topic or args.subscription or args.queue):
+        parser.error("--from replays a file; it does not take --topic/--subscription/--queue")
+    if args.skip_bad and not args.from_file:
+        parser.error("--skip-bad only applies to --from")
+    source = None if args.from_file else _dlq_source(args)
+    select = make_selector(args.where, args.message_id)
+    records = _read_export(args.from_file, args.skip_bad) if args.from_file else []
+    options = {
+        "to": args.to,
+        "select": select,
+        "max_count": args.max,
+        "dry_run": args.dry_run,
+        "new_message_id": args.new_message_id,
+    }
+    with contextlib.ExitStack() as stack:
+        sb = stack.enter_context(client(args.connection_string, retries=args.retries))
+        if not args.new_message_id:  # only to check the target's duplicate detection
+            options["admin"] = stack.enter_context(
+                admin_client(args.connection_string, ca_bundle=args.ca_bundle, retries=args.retries)
+            )
+        if source is None:
+            report = replay_records(sb, records, **options)  # type: ignore[arg-type]
+        else:
+            report = replay_dead_letters(sb, source, **options)  # type: ignore[arg-type]
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for o in report.outcomes:
+        if o.outcome == "skipped" and o.detail == NOT_SELECTED:
+            continue
+        line = f"{o.outcome:<12} seq={o.sequence_number} id={o.message_id} -> {o.target}"
+        print(line + (f": {o.detail}" if o.detail else ""))
+    origin = args.from_file if source is None else source.dead_letter_path
+    print(f"{report.summary()} (from {origin})")
+    return 0 if report.ok else 1
