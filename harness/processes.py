@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -37,7 +37,6 @@ class HostProcess:
         broker_clock_url: str | None = None,
         run_timers: bool = True,
         output: TextIO | None = None,
-        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.app_dir = app_dir
@@ -45,7 +44,6 @@ class HostProcess:
         self.broker_clock_url = broker_clock_url
         self.run_timers = run_timers
         self.output = output if output is not None else sys.stdout
-        self.on_line = on_line
         self.process: subprocess.Popen[str] | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self._ready = threading.Event()
@@ -90,8 +88,6 @@ class HostProcess:
                 self._decided.set()
             self.output.write(f"[{self.name}] {line}\n")
             self.output.flush()
-            if self.on_line is not None:
-                self.on_line(line)
         self._decided.set()
 
     def wait_ready(self, timeout: float = 60.0) -> None:

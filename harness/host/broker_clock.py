@@ -30,10 +30,6 @@ class ControlApiClock:
     def __call__(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self._offset)
 
-    @property
-    def offset(self) -> float:
-        return self._offset
-
     def refresh(self) -> float:
         """Read the offset now (the background thread does this every `refresh_seconds`)."""
         self._offset = float(self._client.clock()["offset_seconds"])
