@@ -37,13 +37,13 @@ if TYPE_CHECKING:
     from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusSender
     from sqlalchemy.engine import Engine
 
-    from emulator.ai import AIServer
-    from emulator.mail import MailSink
     from emulator.servicebus.core.clock import EmulatorClock
-    from emulator.signalr import SignalRServer
-    from emulator.webhook import WebhookSink
     from harness.host import FunctionsHost, Invocation
     from harness.stack import Stack
+    from standins.ai import AIServer
+    from standins.mail import MailSink
+    from standins.signalr import SignalRServer
+    from standins.webhook import WebhookSink
 
 log = logging.getLogger("harness.pytest")
 
@@ -578,7 +578,7 @@ def emulator_clock(stack: Stack) -> Iterator[EmulatorClock]:
 @pytest.fixture
 def ai_stub() -> Iterator[AIServer]:
     """The AI inference stand-in over HTTP (the workers run in threads and call httpx)."""
-    from emulator.ai import AIServer
+    from standins.ai import AIServer
 
     with AIServer(api_key=AI_API_KEY) as server:
         yield server
@@ -587,7 +587,7 @@ def ai_stub() -> Iterator[AIServer]:
 @pytest.fixture
 def signalr() -> Iterator[SignalRServer]:
     """SignalR Service REST stand-in; the notify app's output binding posts here."""
-    from emulator.signalr import SignalRServer
+    from standins.signalr import SignalRServer
 
     with SignalRServer() as server:
         yield server
@@ -596,7 +596,7 @@ def signalr() -> Iterator[SignalRServer]:
 @pytest.fixture
 def mailbox() -> Iterator[MailSink]:
     """SMTP sink the notify app mails to."""
-    from emulator.mail import MailSink
+    from standins.mail import MailSink
 
     with MailSink() as sink:
         yield sink
@@ -605,7 +605,7 @@ def mailbox() -> Iterator[MailSink]:
 @pytest.fixture
 def webhooks() -> Iterator[WebhookSink]:
     """Webhook sink; give a creator `webhooks.url_for(path)` (see `db.add_creator`)."""
-    from emulator.webhook import WebhookSink
+    from standins.webhook import WebhookSink
 
     with WebhookSink() as sink:
         yield sink
@@ -905,7 +905,7 @@ def job_api(stack: Stack, db: Database) -> Iterator[httpx.Client]:
     """httpx client on the real job API (uvicorn in a thread), send-only connection string."""
     import httpx
 
-    from emulator._http_runner import ServerThread
+    from standins._http_runner import ServerThread
     from workers.api.app import create_app, deps_from_settings
     from workers.common.settings import Role, load_settings
 

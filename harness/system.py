@@ -15,11 +15,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from emulator._http_runner import ServerThread
-from emulator.ai import AIServer
-from emulator.mail import MailSink
-from emulator.signalr import SignalRServer
-from emulator.webhook import WebhookSink
+from standins._http_runner import ServerThread
+from standins.ai import AIServer
+from standins.mail import MailSink
+from standins.signalr import SignalRServer
+from standins.webhook import WebhookSink
 
 from .host import FunctionsHost
 from .processes import HostProcess, child_environment

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from emulator.ai import AIServer, Fault, Latency
-from emulator.mail import MailSink
-from emulator.signalr import SignalRServer
-from emulator.webhook import WebhookSink
 from harness.pytest_plugin import (
     Database,
     Events,
     ServiceBusHelper,
     WorkerFactory,
 )
+from standins.ai import AIServer, Fault, Latency
+from standins.mail import MailSink
+from standins.signalr import SignalRServer
+from standins.webhook import WebhookSink
 
 TIMEOUT = 30.0
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from emulator.ai import AIServer
 from harness.pytest_plugin import WorkerFactory
+from standins.ai import AIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD = ROOT / "load"

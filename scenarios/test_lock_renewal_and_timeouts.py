@@ -19,8 +19,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from emulator.ai import AIServer, Fault
 from harness.pytest_plugin import Database, Events, ServiceBusHelper, WorkerFactory
+from standins.ai import AIServer, Fault
 
 LOCK = timedelta(seconds=2)
 # The SDK reports the AMQP header's delivery-count: prior attempts, so 0 on first delivery.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emulator.ai import (
+from standins.ai import (
     AIBehaviour,
     AnswerKind,
     Deployment,

@@ -10,7 +10,7 @@ import pytest
 import respx
 from standin_workers import NullContext, handler_for, job, settings_for
 
-from emulator.ai import AIBehaviour, AIRouter, Fault
+from standins.ai import AIBehaviour, AIRouter, Fault
 from workers.common.ai_client import AIClient, ModelRoute
 from workers.common.contracts import JobType
 from workers.common.errors import ErrorCode, ProcessingError
@@ -42,7 +42,7 @@ async def test_standin_ai_router_serves_the_workers_handlers_in_process(
 
 
 async def test_standin_ai_router_and_server_share_answers(http: httpx.AsyncClient) -> None:
-    from emulator.ai import AIServer
+    from standins.ai import AIServer
 
     with AIServer() as server:
         over_http = await AIClient(http).chat(

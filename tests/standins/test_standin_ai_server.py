@@ -10,7 +10,7 @@ import httpx
 import pytest
 from standin_workers import NullContext, handler_for, job, settings_for
 
-from emulator.ai import AIServer, Fault, FaultProfile
+from standins.ai import AIServer, Fault, FaultProfile
 from workers.common.ai_client import AIClient, ModelRoute
 from workers.common.contracts import JobType
 from workers.common.errors import ErrorCode, ProcessingError
@@ -165,7 +165,7 @@ def test_standin_ai_server_stops_promptly_during_a_slow_answer(no_leaked_threads
 
 def test_standin_ai_cli_serves_on_the_printed_url() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator.ai", "--port", "0", "--api-key", "cli-key"],
+        [sys.executable, "-m", "standins.ai", "--port", "0", "--api-key", "cli-key"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from standin_workers import add_creator
 
-from emulator.mail import MailSink
+from standins.mail import MailSink
 from workers.common.contracts import (
     EventMessage,
     JobError,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from emulator._http_runner import Holds, ServerThread
-from emulator._recorder import Recorder
+from standins._http_runner import Holds, ServerThread
+from standins._recorder import Recorder
 
 
 def _app(holds: Holds) -> FastAPI:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from emulator.signalr import (
+from standins.signalr import (
     ConnectionString,
     SignalRRestClient,
     SignalRRestError,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from standin_workers import add_creator
 
-from emulator.webhook import WebhookSink, hmac_sha256_signature
+from standins.webhook import WebhookSink, hmac_sha256_signature
 from workers.common.contracts import EventMessage, JobStatus, event_application_properties
 from workers.common.notifications import SIGNATURE_HEADER, FailureCounter, WebhookNotifier
 from workers.common.repository import JobRepository

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from emulator.signalr.auth import ConnectionString, make_token
+from standins.signalr.auth import ConnectionString, make_token
 
 
 class SignalRRestError(RuntimeError):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from emulator._recorder import Recorder
+from standins._recorder import Recorder
 
 Audience = Literal["user", "group", "all", "connection"]
 

@@ -1,5 +1,5 @@
 """SMTP sink (aiosmtpd) that records parsed mails for assertions."""
 
-from emulator.mail.sink import Mail, MailSink, parse_mail
+from standins.mail.sink import Mail, MailSink, parse_mail
 
 __all__ = ["Mail", "MailSink", "parse_mail"]

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
-from emulator._recorder import Recorder
-from emulator.ai.answers import AnswerKind, answer, count_tokens, text_of
+from standins._recorder import Recorder
+from standins.ai.answers import AnswerKind, answer, count_tokens, text_of
 
 
 class RandomSource(Protocol):

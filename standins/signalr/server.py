@@ -20,9 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import HttpStandin, ServerThread
-from emulator.signalr.auth import ConnectionString, TokenError, verify_token
-from emulator.signalr.store import Audience, SignalRMessage, SignalRStore
+from standins._http_runner import HttpStandin, ServerThread
+from standins.signalr.auth import ConnectionString, TokenError, verify_token
+from standins.signalr.store import Audience, SignalRMessage, SignalRStore
 
 _HUB = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEFAULT_ACCESS_KEY = "c3RhbmRpbi1zaWduYWxyLWFjY2Vzcy1rZXktMDEyMzQ1Njc4OQ=="

@@ -21,7 +21,7 @@ from typing import Any, Self
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from emulator._lifecycle import Lifecycle
-from emulator._recorder import Recorder
+from standins._recorder import Recorder
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ one `AIBehaviour`: api-key check, deterministic answers per model, usage tokens,
 distribution and a fault profile with an injectable random source.
 """
 
-from emulator.ai.answers import AnswerKind, answer, detect_kind
-from emulator.ai.behaviour import (
+from standins.ai.answers import AnswerKind, answer, detect_kind
+from standins.ai.behaviour import (
     DEFAULT_DEPLOYMENTS,
     AIBehaviour,
     AICall,
@@ -16,8 +16,8 @@ from emulator.ai.behaviour import (
     Latency,
     Reply,
 )
-from emulator.ai.router import AIRouter
-from emulator.ai.server import AIServer, create_app
+from standins.ai.router import AIRouter
+from standins.ai.server import AIServer, create_app
 
 __all__ = [
     "DEFAULT_DEPLOYMENTS",

@@ -25,8 +25,8 @@ import httpx
 import respx
 from respx.models import AllMockedAssertionError
 
-from emulator.ai.behaviour import AIBehaviour, AICall, Reply
-from emulator.ai.endpoints import AIEndpoints
+from standins.ai.behaviour import AIBehaviour, AICall, Reply
+from standins.ai.endpoints import AIEndpoints
 
 Sleep = Callable[[float], Awaitable[None]]
 

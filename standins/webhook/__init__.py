@@ -1,6 +1,6 @@
 """Webhook sink: records requests; answers errors or hangs (bounded) for the next N."""
 
-from emulator.webhook.sink import (
+from standins.webhook.sink import (
     WebhookBehaviour,
     WebhookRequest,
     WebhookSink,

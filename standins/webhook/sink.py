@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import Holds, HttpStandin, ServerThread
-from emulator._recorder import Recorder
+from standins._http_runner import Holds, HttpStandin, ServerThread
+from standins._recorder import Recorder
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

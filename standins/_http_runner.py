@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import uvicorn
 
-from ._lifecycle import Lifecycle
+from emulator._lifecycle import Lifecycle
 
 
 class _SignallingServer(uvicorn.Server):

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator._http_runner import Holds, HttpStandin, ServerThread
-from emulator.ai.behaviour import AIBehaviour, Fault, FaultProfile
-from emulator.ai.endpoints import AIEndpoints
+from standins._http_runner import Holds, HttpStandin, ServerThread
+from standins.ai.behaviour import AIBehaviour, Fault, FaultProfile
+from standins.ai.endpoints import AIEndpoints
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 

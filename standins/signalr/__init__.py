@@ -5,10 +5,10 @@ string for `AzureSignalRConnectionString`; `SignalRRestClient` sends output-bind
 messages to it (or to a real service) the way the Functions binding does.
 """
 
-from emulator.signalr.auth import ConnectionString, TokenError, make_token, verify_token
-from emulator.signalr.client import SignalRRestClient, SignalRRestError
-from emulator.signalr.server import DEFAULT_ACCESS_KEY, SignalRServer, create_app
-from emulator.signalr.store import SignalRMessage, SignalRStore
+from standins.signalr.auth import ConnectionString, TokenError, make_token, verify_token
+from standins.signalr.client import SignalRRestClient, SignalRRestError
+from standins.signalr.server import DEFAULT_ACCESS_KEY, SignalRServer, create_app
+from standins.signalr.store import SignalRMessage, SignalRStore
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.ai.behaviour import AIBehaviour, AICall
+from standins.ai.behaviour import AIBehaviour, AICall
 
 
 class AIEndpoints:

@@ -1,4 +1,4 @@
-"""`python -m emulator.ai --port 8090`: the AI stand-in as a process (for `harness up`, load).
+"""`python -m standins.ai --port 8090`: the AI stand-in as a process (for `harness up`, load).
 
 Prints the URL and the worker settings that point at it, then serves until Ctrl-C.
 """
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from emulator.ai.behaviour import (
+from standins.ai.behaviour import (
     DEFAULT_DEPLOYMENTS,
     AIBehaviour,
     Deployment,
     FaultProfile,
     Latency,
 )
-from emulator.ai.server import create_app
+from standins.ai.server import create_app
 
 
 def parse_latency(text: str) -> Latency:
@@ -41,7 +41,7 @@ def parse_latency(text: str) -> Latency:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m emulator.ai", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m standins.ai", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
     p.add_argument("--api-key", default=None, help="require this key (api-key or Bearer)")
