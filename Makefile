@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 4
 SB_PORT ?= 5673
 ADMIN_PORT ?= 5300
 
-.PHONY: setup test test-unit test-integration test-compat lint bench run up load clean
+.PHONY: setup test test-unit test-integration test-mutation test-compat lint bench run up load clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,8 @@ $(COMPAT_STAMP): pyproject.toml
 	$(COMPAT_VENV)/bin/python -m pip install --quiet -e '.[test]' 'azure-servicebus==7.14.3'
 	touch $(COMPAT_STAMP)
 
-## test: everything CI runs — the whole suite, then the SDK tests again on azure-servicebus 7.14
-test: test-unit test-integration test-compat
+## test: everything CI runs — unit, scenarios, mutation proof, then the SDK tests on azure-servicebus 7.14
+test: test-unit test-integration test-mutation test-compat
 
 test-unit: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
@@ -35,6 +35,10 @@ test-unit: setup
 ## test-integration: the scenarios — real worker apps on a stack (HARNESS_STACK=local|embedded|...)
 test-integration: setup
 	$(BIN)/python -m pytest -q scenarios -n 2
+
+## test-mutation: each known defect put back (scenarios/mutants.py) must make its scenarios fail
+test-mutation: setup
+	$(BIN)/python -m pytest -q mutation -n 2
 
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) tests/servicebus

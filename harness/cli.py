@@ -59,6 +59,8 @@ def _up(args: argparse.Namespace) -> int:
     # The SDK logs every link at INFO; keep the interleaved log about the system itself.
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO, and the apps read the emulator's clock by one.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.perf_counter()
     system = LocalSystem(
         provider=args.stack,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +20,7 @@ from standins.mail import MailSink
 from standins.signalr import SignalRServer
 from standins.webhook import WebhookSink
 
-from .host import FunctionsHost
+from .host import FunctionsHost, ProcessEnvironment
 from .processes import HostProcess, child_environment
 from .stack import ProviderName, Stack, StackBuilder
 
@@ -79,17 +78,22 @@ class LocalSystem:
         self.mail = stop.enter_context(MailSink())
         self.webhooks = stop.enter_context(WebhookSink())
         settings = self.settings()
+        # In-process apps and the job API read their settings from this process's
+        # environment (the API like the Next.js routes did); put back when all have stopped.
+        environment = stop.enter_context(ProcessEnvironment())
         if self.processes:
             self._start_processes(settings)
         else:
             for name in self.apps:
                 host = FunctionsHost.load(
-                    WORKERS_DIR / name, settings=settings, broker_clock=self.stack.broker_now
+                    WORKERS_DIR / name,
+                    settings=settings,
+                    environment=environment,
+                    broker_clock=self.stack.broker_now,
                 )
                 self.hosts[name] = stop.enter_context(host)
                 log.info("worker app %s: %s", name, ", ".join(host.functions))
-        # The job API reads its settings from the environment, like the Next.js routes did.
-        os.environ.update(settings)
+        environment.apply(settings)
         from workers.api.app import app_from_env
 
         self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))

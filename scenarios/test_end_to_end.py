@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from scenario_apps import AppDatabase, JobServiceBus
 
-from harness.pytest_plugin import (
-    Database,
-    Events,
-    ServiceBusHelper,
-    WorkerFactory,
-)
-from standins.ai import AIServer, Fault, Latency
+from harness.pytest_plugin import Events, WorkerFactory
+from standins.ai import AIServer, Fault
 from standins.mail import MailSink
 from standins.signalr import SignalRServer
 from standins.webhook import WebhookSink
@@ -83,7 +79,7 @@ FLOWS = [
 ]
 
 
-def _creator(db: Database, webhooks: WebhookSink) -> tuple[str, str, str]:
+def _creator(db: AppDatabase, webhooks: WebhookSink) -> tuple[str, str, str]:
     """A creator with an email and a signed webhook; returns (id, email, secret)."""
     creator_id = f"creator-{uuid.uuid4().hex[:8]}"
     email = f"{creator_id}@example.com"
@@ -104,7 +100,7 @@ def test_job_flows_from_api_to_notifications(
     workers: WorkerFactory,
     job_api: Any,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
     signalr: SignalRServer,
     mailbox: MailSink,
@@ -180,45 +176,14 @@ def test_job_flows_from_api_to_notifications(
     )
 
 
-# -- host semantics, observed -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("app", "flow", "limit", "count"),
-    [("video", FLOWS[0], 2, 5), ("jobs", FLOWS[1], 8, 12)],
-    ids=["video-2", "jobs-8"],
-)
-def test_host_never_runs_more_than_max_concurrent_calls(
-    app: str,
-    flow: Flow,
-    limit: int,
-    count: int,
-    workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
-    events: Events,
-    ai_stub: AIServer,
-) -> None:
-    """host.json maxConcurrentCalls (video 2, chat/content 8): more jobs than slots, each
-    held in the AI call, and the peak of simultaneous runs is exactly the limit."""
-    ai_stub.behaviour.latency = Latency.fixed(0.6)
-    host = workers(app)[app]
-    job_ids = [
-        servicebus.send_job(flow.job_type, flow.body(ai_stub), creator_id="creator-load")
-        for _ in range(count)
-    ]
-    host.wait_running(limit, function=flow.function, timeout=TIMEOUT)
-    for job_id in job_ids:
-        events.wait_for(job_id, "completed", timeout=TIMEOUT)
-    runs = host.wait_for_invocations(count, function=flow.function, timeout=TIMEOUT)
-    assert host.peak_concurrency(flow.function) == limit
-    assert {r.settlement for r in runs} == {"completed"}
+# -- host semantics, observed (concurrency: scenarios/test_concurrency.py) ----------------
 
 
 def test_manual_settlement_dead_letters_an_invalid_payload_for_real(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
 ) -> None:
     """The worker settles through ServiceBusMessageActions over the host's gRPC settlement
     service: the message really lands in the subscription's dead-letter queue, once."""
@@ -247,9 +212,9 @@ def test_manual_settlement_dead_letters_an_invalid_payload_for_real(
 
 def test_rate_limited_job_is_retried_on_the_emulator_clock(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
     emulator_clock: Any,
 ) -> None:
@@ -274,7 +239,7 @@ def test_rate_limited_job_is_retried_on_the_emulator_clock(
 
 def test_dlq_monitor_reports_the_backlog_over_the_management_api(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
 ) -> None:
     """The notify app's timer counts dead letters with the administration client (HTTPS,
@@ -300,3 +265,40 @@ def test_dlq_monitor_reports_the_backlog_over_the_management_api(
     assert alert.body["severity"] == "critical" and alert.body["deadLetterCount"] >= 1
     [after] = [m for m in servicebus.peek_dead_letters("chat-suggestions") if job_id in str(m)]
     assert after.delivery_count == before.delivery_count  # triage never locks a dead letter
+
+
+def test_dlq_alert_reaches_the_operators_webhook_and_mailbox(
+    workers: WorkerFactory,
+    servicebus: JobServiceBus,
+    mailbox: MailSink,
+    webhooks: WebhookSink,
+) -> None:
+    """The critical alert the monitor publishes is delivered to OPS_ALERT_WEBHOOK_URL and
+    OPS_ALERT_EMAIL by the notify app (before, every events subscriber dropped it)."""
+    ops_email = "ops@example.com"
+    running = workers(
+        "jobs",
+        "notify",
+        settings={
+            "DLQ_CRITICAL_THRESHOLD": "0",
+            "OPS_ALERT_WEBHOOK_URL": webhooks.url_for("/ops/alerts"),
+            "OPS_ALERT_EMAIL": ops_email,
+        },
+    )
+    job_id = servicebus.send_job("chat.suggest", {"context": "no fanMessage"}, creator_id="c-ops")
+    running.wait_for_invocation("ChatSuggestionsWorker", message_id=f"{job_id}:0")
+
+    run = running["notify"].fire_timer("DlqTriageMonitor")
+    assert (run.outcome, run.error) == ("succeeded", None)
+    [hook] = webhooks.requests.wait_for(
+        lambda r: (
+            r.path == "/ops/alerts"
+            and r.json()["subscription"] == "chat-suggestions"
+            and r.json()["deadLetterCount"] >= 1
+        ),
+        timeout=TIMEOUT,
+    )
+    assert hook.header("X-Huntaze-Event") == "alert.dlq" and hook.status == 200
+    [mail] = mailbox.wait_for(ops_email, subject="chat-suggestions", count=1, timeout=TIMEOUT)
+    # the alert samples the oldest dead letters; earlier tests' ones may come before this job
+    assert mail.subject.startswith("[critical]") and "chat-suggestions" in mail.body

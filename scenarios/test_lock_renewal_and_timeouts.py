@@ -19,7 +19,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from harness.pytest_plugin import Database, Events, ServiceBusHelper, WorkerFactory
+from scenario_apps import AppDatabase, JobServiceBus
+
+from harness.pytest_plugin import Events, WorkerFactory
 from standins.ai import AIServer, Fault
 
 LOCK = timedelta(seconds=2)
@@ -30,7 +32,7 @@ RENEWAL_SETTING = "AzureFunctionsJobHost__extensions__serviceBus__maxAutoLockRen
 TIMEOUT_SETTING = "AzureFunctionsJobHost__functionTimeout"
 
 
-def _video_job(servicebus: ServiceBusHelper, ai: AIServer, creator: str) -> str:
+def _video_job(servicebus: JobServiceBus, ai: AIServer, creator: str) -> str:
     return servicebus.send_job(
         "video.analysis",
         {"videoUrl": ai.media_url("clip.mp4"), "videoId": "v-lock"},
@@ -44,9 +46,9 @@ def _completed_events(events: Events, job_id: str) -> list[Any]:
 
 def test_long_run_keeps_its_lock_through_renewal(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
 ) -> None:
     """A run three times longer than the lock: the host renews it, the run settles its own
@@ -69,9 +71,9 @@ def test_long_run_keeps_its_lock_through_renewal(
 
 def test_run_past_max_auto_lock_renewal_loses_its_lock_and_the_redelivery_is_idempotent(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
     emulator_clock: Any,
 ) -> None:
@@ -132,9 +134,9 @@ def test_run_past_max_auto_lock_renewal_loses_its_lock_and_the_redelivery_is_ide
 
 def test_function_timeout_cancels_the_run_and_the_host_abandons_it(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
 ) -> None:
     """functionTimeout of one second against a four-second AI call: the host cancels the
@@ -164,9 +166,9 @@ def test_function_timeout_cancels_the_run_and_the_host_abandons_it(
 
 def test_an_app_setting_shortening_renewal_shrinks_the_apps_run_budget_too(
     workers: WorkerFactory,
-    servicebus: ServiceBusHelper,
+    servicebus: JobServiceBus,
     events: Events,
-    db: Database,
+    db: AppDatabase,
     ai_stub: AIServer,
     emulator_clock: Any,
 ) -> None:

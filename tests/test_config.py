@@ -23,6 +23,7 @@ from emulator.servicebus.topology import (
     DEFAULT_RULE_NAME,
     AccessRights,
     CorrelationFilterSpec,
+    NamespaceTier,
     NamespaceTopology,
     QueueDescription,
     SasPolicy,
@@ -102,8 +103,14 @@ def test_shipped_config_is_the_seed_topology() -> None:
         "content-suggestions": (5, "PT1M", "PT10M", "jobtype-content-suggest", "content.suggest"),
         "content-analysis": (8, "PT2M", "PT20M", "jobtype-content-analyze", "content.analyze"),
     }
-    assert [s.name for s in jobs.subscriptions] == list(expected_jobs)
-    for sub in jobs.subscriptions:
+    assert [s.name for s in jobs.subscriptions] == [*expected_jobs, "unrouted"]
+    *job_subscriptions, unrouted = jobs.subscriptions
+    # Not in the seed: a catch-all so a message with a missing or unknown jobType is kept
+    # where operators see it instead of matching no subscription and vanishing.
+    assert [r.name for r in unrouted.rules] == ["no-known-jobtype"]
+    assert "jobType IS NULL" in unrouted.rules[0].filter.expression  # type: ignore[union-attr]
+    assert unrouted.default_message_time_to_live == parse_duration("P14D")
+    for sub in job_subscriptions:
         count, lock, ttl, rule, job_type = expected_jobs[sub.name]
         assert sub.max_delivery_count == count
         assert sub.lock_duration == parse_duration(lock)
@@ -147,16 +154,28 @@ def test_shipped_config_is_the_seed_topology() -> None:
     )
 
 
-def test_shipped_config_sql_compiles_with_the_real_compiler(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.undo()  # the real sqlfilter package, not the stand-in
-    try:
-        sqlfilter.compile_filter("a = 1")
-    except sqlfilter.SqlFilterError:
-        pytest.skip("sqlfilter compiler not implemented yet")
+@pytest.fixture
+def real_sql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real sqlfilter compiler instead of `fake_sql`'s stand-in (autouse runs first)."""
+    monkeypatch.undo()
+    assert sqlfilter.compile_filter.__module__.startswith("emulator.servicebus.sqlfilter")
+
+
+@pytest.mark.usefixtures("real_sql")
+def test_shipped_config_sql_compiles_with_the_real_compiler() -> None:
     topology = load_config(CONFIG_PATH)
     assert len(topology.topics) == 2
+    expressions = [
+        rule.filter.expression
+        for topic in topology.topics
+        for subscription in topic.subscriptions
+        for rule in subscription.rules
+        if isinstance(rule.filter, SqlFilterSpec)
+    ]
+    # The four job-type routes and the catch-all, each compiled by the real compiler.
+    assert len(expressions) == 5
+    for expression in expressions:
+        sqlfilter.compile_filter(expression)
 
 
 # --- defaults and happy paths --------------------------------------------------------------
@@ -737,21 +756,20 @@ def test_sql_errors_carry_path_and_position() -> None:
         }
     )
     assert errors_of(data) == [
-        f"{RULE}.SqlFilter.SqlExpression: invalid SQL filter at position 4: "
+        f"{RULE}.SqlFilter.SqlExpression: invalid SQL filter of rule 'r' at position 4: "
         "unexpected '!' in 'a = !! 1'",
-        f"{SUB}.Rules[1].Properties.Action.SqlExpression: invalid SQL action at position 0: "
-        "expected SET or REMOVE in 'DELETE a'",
+        f"{SUB}.Rules[1].Properties.Action.SqlExpression: invalid SQL action of rule 'r2' at "
+        "position 0: expected SET or REMOVE in 'DELETE a'",
     ]
 
 
-def test_sql_errors_from_the_real_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.undo()
-    try:
-        sqlfilter.compile_filter("a = 1")
-    except sqlfilter.SqlFilterError:
-        pytest.skip("sqlfilter compiler not implemented yet")
+@pytest.mark.usefixtures("real_sql")
+def test_sql_errors_from_the_real_compiler() -> None:
     error = single_error(topic_doc({"Name": "s", "Rules": [sql_rule("r", "jobType = = 'x'")]}))
-    assert error.startswith(f"{RULE}.SqlFilter.SqlExpression: invalid SQL filter at position ")
+    assert error == (
+        f"{RULE}.SqlFilter.SqlExpression: invalid SQL filter of rule 'r' at position 10: "
+        "Unexpected '='; expected a value or a property in \"jobType = = 'x'\""
+    )
 
 
 # --- document structure --------------------------------------------------------------------
@@ -943,4 +961,24 @@ def test_entity_level_policies_are_parsed_and_validated() -> None:
     assert info.value.errors == [
         "UserConfig.Namespaces[0].Queues[0].SharedAccessPolicies[0].Rights[0]: "
         "'Read' is not one of Send, Listen, Manage"
+    ]
+
+
+# --- tier --------------------------------------------------------------------------------------
+
+
+def test_tier_defaults_to_standard_and_premium_raises_the_default_message_size() -> None:
+    queue = {"Name": "q"}
+    standard = parse_config(doc(Queues=[queue]))
+    assert standard.tier is NamespaceTier.STANDARD
+    assert standard.queues[0].max_message_size_bytes == 256 * 1024
+    premium = parse_config(doc(Tier="Premium", Queues=[queue], Topics=[{"Name": "t"}]))
+    assert premium.tier is NamespaceTier.PREMIUM
+    assert premium.queues[0].max_message_size_bytes == 1024 * 1024
+    assert premium.topics[0].max_message_size_bytes == 1024 * 1024
+
+
+def test_unknown_tier_is_an_error() -> None:
+    assert errors_of(doc(Tier="Basic")) == [
+        "UserConfig.Namespaces[0].Tier: 'Basic' is not one of Standard, Premium"
     ]

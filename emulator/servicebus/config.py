@@ -28,7 +28,15 @@ Extensions (the official emulator has neither):
   "Rights": ["Send", "Listen", "Manage"]}]``. ``RootManageSharedAccessKey`` / ``SAS_KEY_VALUE``
   with Manage is always present unless a policy with that name overrides it. Manage implies
   Send and Listen.
-* ``Properties.MaxMessageSizeInKilobytes`` on queues and topics (default 256, Standard tier).
+* ``Properties.MaxMessageSizeInKilobytes`` on queues and topics (default 256 KB, 1024 KB on
+  Premium), any positive size on either tier so that tests can exercise limits;
+* namespace-level ``"Tier": "Standard" | "Premium"`` (default Standard): what the management
+  API accepts (Premium-only settings are refused with 400 on Standard, as the service does).
+
+One module (about 700 lines) on purpose: it is the format's reference (this docstring) and
+one walk of it, `_Parser`, a method per level of the JSON (namespace, queue, topic,
+subscription, rule, policy) sharing one error list and the JSON path, so that every
+mistake is reported at once. ISO-8601 durations are `durations`' (re-exported here).
 """
 
 from __future__ import annotations
@@ -41,11 +49,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from .durations import format_duration, parse_duration
 from .topology import (
+    CORRELATION_FIELDS,
     DEFAULT_RULE_NAME,
     AccessRights,
     CorrelationFilterSpec,
     FilterSpec,
+    NamespaceTier,
     NamespaceTopology,
     QueueDescription,
     RuleDescription,
@@ -73,62 +84,6 @@ class ConfigError(ValueError):
         super().__init__("\n  - ".join([header + ":", *self.errors]))
 
 
-# --- durations -----------------------------------------------------------------------------
-
-_NUM = r"(\d+)"
-_DURATION_RE = re.compile(
-    rf"(?P<sign>-)?P(?!$)(?:{_NUM}Y)?(?:{_NUM}M)?(?:{_NUM}W)?(?:{_NUM}D)?"
-    rf"(?:T(?=\d)(?:{_NUM}H)?(?:{_NUM}M)?(?:(\d+(?:[.,]\d+)?)S)?)?"
-)
-# Years and months as .NET's XmlConvert.ToTimeSpan counts them (the service is .NET).
-_UNIT_SECONDS = (365 * 86400, 30 * 86400, 7 * 86400, 86400, 3600, 60, 1)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse an ISO-8601 duration (``PT1M``, ``P1D``, ``P1DT2H30M``, ``PT0.5S``).
-
-    Raises ValueError for anything else; a leading ``-`` gives a negative duration so that
-    the caller can report "must be positive" rather than "malformed".
-    """
-    match = _DURATION_RE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not an ISO-8601 duration")
-    parts = match.groups()[1:]
-    seconds = sum(
-        float(part.replace(",", ".")) * unit
-        for part, unit in zip(parts, _UNIT_SECONDS, strict=True)
-        if part is not None
-    )
-    try:
-        duration = timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"{text!r} is too long a duration") from None
-    return -duration if match.group("sign") else duration
-
-
-def format_duration(duration: timedelta) -> str:
-    """Render a timedelta as an ISO-8601 duration (the inverse of :func:`parse_duration`)."""
-    total_us = round(duration.total_seconds() * 1_000_000)
-    sign = "-" if total_us < 0 else ""
-    total_us = abs(total_us)
-    days, rem = divmod(total_us, 86_400_000_000)
-    hours, rem = divmod(rem, 3_600_000_000)
-    minutes, rem = divmod(rem, 60_000_000)
-    seconds, micros = divmod(rem, 1_000_000)
-    out = f"{sign}P{days}D" if days else f"{sign}P"
-    time = ""
-    if hours:
-        time += f"{hours}H"
-    if minutes:
-        time += f"{minutes}M"
-    if seconds or micros:
-        frac = f".{micros:06d}".rstrip("0") if micros else ""
-        time += f"{seconds}{frac}S"
-    if time:
-        out += "T" + time
-    return out if out not in ("P", "-P") else "PT0S"
-
-
 # --- names ---------------------------------------------------------------------------------
 
 # The official schema's pattern: alphanumeric at both ends, word characters, `-`, `.`, `/`.
@@ -147,7 +102,8 @@ _ROOT_KEYS = ("UserConfig", "$schema")
 _USER_CONFIG_KEYS = ("Namespaces", "Logging")
 _LOGGING_KEYS = ("Type",)
 _LOGGING_TYPES = ("File", "Console", "File,Console", "Console,File")
-_NAMESPACE_KEYS = ("Name", "Queues", "Topics", "SharedAccessPolicies")
+_NAMESPACE_KEYS = ("Name", "Tier", "Queues", "Topics", "SharedAccessPolicies")
+_TIERS = {tier.value: tier for tier in NamespaceTier}
 _QUEUE_KEYS = ("Name", "Properties", "SharedAccessPolicies")
 _TOPIC_KEYS = ("Name", "Properties", "Subscriptions", "SharedAccessPolicies")
 _SUBSCRIPTION_KEYS = ("Name", "Properties", "Rules")
@@ -157,17 +113,6 @@ _SQL_KEYS = ("SqlExpression",)
 _POLICY_KEYS = ("Name", "Key", "Rights")
 _RIGHTS = {"send": AccessRights.SEND, "listen": AccessRights.LISTEN, "manage": AccessRights.MANAGE}
 
-# Correlation filter JSON key → CorrelationFilterSpec field.
-_CORRELATION_FIELDS = {
-    "ContentType": "content_type",
-    "CorrelationId": "correlation_id",
-    "Label": "label",
-    "MessageId": "message_id",
-    "ReplyTo": "reply_to",
-    "ReplyToSessionId": "reply_to_session_id",
-    "SessionId": "session_id",
-    "To": "to",
-}
 
 # Property JSON key → (kind, attribute). Kinds: duration, bool, count, target, kilobytes.
 _QUEUE_PROPERTIES = {
@@ -278,6 +223,7 @@ class _Parser:
         # (entity, path of its Properties, own name if a queue): checked once all are known.
         self.forwarders: list[tuple[QueueDescription | SubscriptionDescription, str, str | None]]
         self.forwarders = []
+        self.tier = NamespaceTier.STANDARD
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
@@ -452,6 +398,10 @@ class _Parser:
         if raw is None:
             return None
         name = self.name(raw, path, _ENTITY_NAME_RE, _MAX_NAMESPACE_NAME, "namespace")
+        tier = self.string(raw, "Tier", path)
+        if tier is not None and tier not in _TIERS:
+            self.error(_join(path, "Tier"), f"{tier!r} is not one of {', '.join(_TIERS)}")
+        self.tier = _TIERS.get(tier or "", NamespaceTier.STANDARD)
         queues = [
             queue
             for i, item in enumerate(self.array(raw, "Queues", path))
@@ -465,7 +415,7 @@ class _Parser:
         policies = self.policies(raw, path)
         self.entity_names(raw, path)
         topology = NamespaceTopology(
-            name=name or "", queues=queues, topics=topics, policies=policies
+            name=name or "", tier=self.tier, queues=queues, topics=topics, policies=policies
         )
         self.forwarding(topology)
         return topology
@@ -488,6 +438,7 @@ class _Parser:
             return None
         name = self.name(raw, path, _ENTITY_NAME_RE, _MAX_ENTITY_NAME, "queue")
         props = self.properties(raw, path, _QUEUE_PROPERTIES)
+        props.setdefault("max_message_size_bytes", self.tier.default_max_message_size_bytes)
         policies = self.entity_policies(raw, path)
         if name is None:
             return None
@@ -501,6 +452,7 @@ class _Parser:
             return None
         name = self.name(raw, path, _ENTITY_NAME_RE, _MAX_ENTITY_NAME, "topic")
         props = self.properties(raw, path, _TOPIC_PROPERTIES)
+        props.setdefault("max_message_size_bytes", self.tier.default_max_message_size_bytes)
         items = self.array(raw, "Subscriptions", path)
         subscriptions = [
             sub
@@ -551,20 +503,22 @@ class _Parser:
         props = self.obj(raw["Properties"], ppath, _RULE_PROPERTY_KEYS)
         if props is None:
             return None
-        rule_filter = self.rule_filter(props, ppath)
-        action = self.action(props, ppath)
+        rule_filter = self.rule_filter(props, ppath, name)
+        action = self.action(props, ppath, name)
         if name is None or rule_filter is None or action is _MISSING:
             return None
         return RuleDescription(name=name, filter=rule_filter, action=action)
 
-    def rule_filter(self, props: Mapping[str, Any], path: str) -> FilterSpec | None:
+    def rule_filter(
+        self, props: Mapping[str, Any], path: str, rule_name: str | None
+    ) -> FilterSpec | None:
         filter_type = self.string(props, "FilterType", path, required=True)
         if filter_type is None:
             return None
         if filter_type == "Sql":
             if "CorrelationFilter" in props:
                 self.error(_join(path, "CorrelationFilter"), "not allowed when FilterType is Sql")
-            return self.sql_filter(props, path)
+            return self.sql_filter(props, path, rule_name)
         if filter_type == "Correlation":
             if "SqlFilter" in props:
                 self.error(_join(path, "SqlFilter"), "not allowed when FilterType is Correlation")
@@ -573,9 +527,17 @@ class _Parser:
         return None
 
     def sql_text(
-        self, props: Mapping[str, Any], key: str, path: str, compile_kind: str
+        self,
+        props: Mapping[str, Any],
+        key: str,
+        path: str,
+        compile_kind: str,
+        rule_name: str | None,
     ) -> str | None:
-        """The ``{"SqlExpression": ...}`` object under ``key``, compiled to catch errors early."""
+        """The ``{"SqlExpression": ...}`` object under ``key``, compiled to catch errors early.
+
+        The error names the rule as well as its path: a person finds a rule by its Name.
+        """
         where = _join(path, key)
         if key not in props:
             self.error(where, "is required")
@@ -598,22 +560,25 @@ class _Parser:
             message = getattr(exc, "message", str(exc))
             position = getattr(exc, "position", None)
             at = f" at position {position}" if position is not None else ""
+            of_rule = f" of rule {rule_name!r}" if rule_name is not None else ""
             self.error(
                 _join(where, "SqlExpression"),
-                f"invalid SQL {compile_kind}{at}: {message} in {expression!r}",
+                f"invalid SQL {compile_kind}{of_rule}{at}: {message} in {expression!r}",
             )
             return None
         return expression
 
-    def sql_filter(self, props: Mapping[str, Any], path: str) -> SqlFilterSpec | None:
-        expression = self.sql_text(props, "SqlFilter", path, "filter")
+    def sql_filter(
+        self, props: Mapping[str, Any], path: str, rule_name: str | None
+    ) -> SqlFilterSpec | None:
+        expression = self.sql_text(props, "SqlFilter", path, "filter", rule_name)
         return SqlFilterSpec(expression) if expression is not None else None
 
-    def action(self, props: Mapping[str, Any], path: str) -> Any:
+    def action(self, props: Mapping[str, Any], path: str, rule_name: str | None) -> Any:
         """The rule's action text, None when absent, or _MISSING when invalid."""
         if "Action" not in props:
             return None
-        expression = self.sql_text(props, "Action", path, "action")
+        expression = self.sql_text(props, "Action", path, "action", rule_name)
         return expression if expression is not None else _MISSING
 
     def correlation_filter(
@@ -623,13 +588,13 @@ class _Parser:
         if "CorrelationFilter" not in props:
             self.error(where, "is required when FilterType is Correlation")
             return None
-        allowed = (*_CORRELATION_FIELDS, "Properties")
+        allowed = (*CORRELATION_FIELDS, "Properties")
         errors_before = len(self.errors)
         raw = self.obj(props["CorrelationFilter"], where, allowed)
         if raw is None:
             return None
         kwargs: dict[str, Any] = {}
-        for key, attr in _CORRELATION_FIELDS.items():
+        for key, attr in CORRELATION_FIELDS.items():
             if key in raw:
                 kwargs[attr] = self.string(raw, key, where)
         if "Properties" in raw:

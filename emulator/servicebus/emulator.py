@@ -56,8 +56,9 @@ class ServiceBusEmulator(Lifecycle):
         self.broker = Broker(topology, self.clock)
         self.faults = FaultInjector()
         """Fault rules and per-entity operation counts; the AMQP layer calls ``check``."""
-        self._server = AmqpServer(self.broker, topology)
-        self._server.faults = self.faults
+        self._server = AmqpServer(
+            self.broker, topology, self.faults, wrap_protocol=self._share_amqp_port
+        )
         self.atom_api = AtomApi(self.broker, topology, self.clock)
         self.control_api = ControlApi(
             self.broker,
@@ -117,7 +118,6 @@ class ServiceBusEmulator(Lifecycle):
         material = admin_tls.generate(admin_tls.staging_directory(), self.host)
         admin = AdminServer(self.atom_api, self.control_api, material.server_context())
         self._admin_server = admin
-        self._server.protocol_wrapper = admin.sniffing  # type: ignore[attr-defined]
         try:
             self.port = await self._server.start(self.host, self.port)
             self.admin_port = await admin.start(self.host, self.admin_port)
@@ -125,6 +125,13 @@ class ServiceBusEmulator(Lifecycle):
             material.remove()
             raise
         self._tls = material.move_to(self._tls_dir or admin_tls.default_directory(self.port))
+
+    def _share_amqp_port(
+        self, amqp: Callable[[], asyncio.Protocol]
+    ) -> Callable[[], asyncio.Protocol]:
+        """The AMQP port also answers HTTPS: the admin client dials the Endpoint's port."""
+        assert self._admin_server is not None, "the admin server starts before the AMQP port"
+        return self._admin_server.sniffing(amqp)
 
     async def _stop_servers(self) -> None:
         await self._server.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -52,20 +52,25 @@ class CorrelationFilterSpec:
     properties: Mapping[str, object] = field(default_factory=dict)
 
     def system_fields(self) -> dict[str, str | None]:
-        """The eight system-property fields by name (every correlation-filter API takes them)."""
-        return {
-            name: getattr(self, name)
-            for name in (
-                "correlation_id",
-                "message_id",
-                "to",
-                "reply_to",
-                "label",
-                "session_id",
-                "reply_to_session_id",
-                "content_type",
-            )
-        }
+        """The system-property fields by attribute name (the SDK's CorrelationRuleFilter's)."""
+        return {attr: getattr(self, attr) for attr in CORRELATION_FIELDS.values()}
+
+    def system_properties(self) -> dict[str, str | None]:
+        """The system-property fields by wire name (``sys.*`` in SQL, Config.json, Atom XML)."""
+        return {name: getattr(self, attr) for name, attr in CORRELATION_FIELDS.items()}
+
+
+def _wire_name(attribute: str) -> str:
+    return "".join(part.capitalize() for part in attribute.split("_"))
+
+
+CORRELATION_FIELDS: dict[str, str] = {
+    _wire_name(f.name): f.name for f in fields(CorrelationFilterSpec) if f.name != "properties"
+}
+"""The correlation filter's system fields, wire name → attribute: the one list every reader
+and writer of correlation filters (Config.json, Atom XML, the evaluator) iterates. The wire
+name is the attribute in PascalCase (``reply_to_session_id`` → ``ReplyToSessionId``), which
+is how Config.json, the Atom XML and SQL's ``sys.*`` all spell it."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,8 @@ class QueueDescription:
     forward_to: str | None = None
     forward_dead_lettered_messages_to: str | None = None
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    auto_delete_on_idle: timedelta | None = None
+    """Kept and reported as given; None is never. The emulator never deletes idle entities."""
     policies: list[SasPolicy] = field(default_factory=list)
     """Entity-level SAS rules: valid for this entity only, besides the namespace's."""
 
@@ -130,11 +137,9 @@ class SubscriptionDescription:
     requires_session: bool = False
     forward_to: str | None = None
     forward_dead_lettered_messages_to: str | None = None
+    auto_delete_on_idle: timedelta | None = None
+    """Kept and reported as given; None is never. The emulator never deletes idle entities."""
     rules: list[RuleDescription] = field(default_factory=default_rules)
-
-    def find_rule(self, name: str) -> RuleDescription | None:
-        """Rule by name, case-insensitively (Service Bus names are case-insensitive)."""
-        return _find(self.rules, name)
 
 
 @dataclass
@@ -146,13 +151,11 @@ class TopicDescription:
     requires_duplicate_detection: bool = False
     duplicate_detection_history_time_window: timedelta = DEFAULT_DUPLICATE_DETECTION_WINDOW
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    auto_delete_on_idle: timedelta | None = None
+    """Kept and reported as given; None is never. The emulator never deletes idle entities."""
     policies: list[SasPolicy] = field(default_factory=list)
     """Entity-level SAS rules: valid for this entity only, besides the namespace's."""
     subscriptions: list[SubscriptionDescription] = field(default_factory=list)
-
-    def find_subscription(self, name: str) -> SubscriptionDescription | None:
-        """Subscription by name, case-insensitively."""
-        return _find(self.subscriptions, name)
 
 
 # --- security ------------------------------------------------------------------------------
@@ -194,11 +197,28 @@ def default_policies() -> list[SasPolicy]:
 # --- namespace -----------------------------------------------------------------------------
 
 
+class NamespaceTier(enum.Enum):
+    """The namespace's pricing tier, as far as it changes what the management API accepts.
+
+    Standard (the default, like the official emulator) has a fixed 256 KB message limit and
+    refuses ``MaxMessageSizeInKilobytes`` other than that; Premium defaults entities to 1 MB and
+    allows 1 MB to 100 MB.
+    """
+
+    STANDARD = "Standard"
+    PREMIUM = "Premium"
+
+    @property
+    def default_max_message_size_bytes(self) -> int:
+        return DEFAULT_MAX_MESSAGE_SIZE_BYTES if self is NamespaceTier.STANDARD else 1024 * 1024
+
+
 @dataclass
 class NamespaceTopology:
-    """Everything a namespace is configured with: entities and SAS policies."""
+    """Everything a namespace is configured with: tier, entities and SAS policies."""
 
     name: str = DEFAULT_NAMESPACE_NAME
+    tier: NamespaceTier = NamespaceTier.STANDARD
     queues: list[QueueDescription] = field(default_factory=list)
     topics: list[TopicDescription] = field(default_factory=list)
     policies: list[SasPolicy] = field(default_factory=default_policies)

@@ -32,6 +32,8 @@ from .export import DeadLetterCount, dead_letter_counts, export_dead_letters, pe
 from .records import (
     ORIGINAL_MESSAGE_ID,
     REPLAY_COUNT,
+    REPLAY_OF,
+    REPLAYED_AT,
     REPLAYED_FROM,
     DeadLetterRecord,
     make_selector,
@@ -42,8 +44,10 @@ from .values import decode_value, encode_value
 
 __all__ = [
     "ORIGINAL_MESSAGE_ID",
+    "REPLAYED_AT",
     "REPLAYED_FROM",
     "REPLAY_COUNT",
+    "REPLAY_OF",
     "BadRecordsError",
     "DeadLetterCount",
     "DeadLetterRecord",

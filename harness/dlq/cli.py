@@ -43,9 +43,10 @@ dead_letter_source and entity_path. `replay --from` sends such a file again."""
 
 REPLAY_HELP = """\
 Move dead letters back. Each selected dead letter is sent as a copy (body, application
-properties, content type, subject, correlation id and message id kept; x-replayed-from and
-x-replay-count added) to the queue or topic it died in, or to --to, and is completed in the
-dead-letter queue only after that send succeeded; a failed send abandons it, so nothing is lost.
+properties, content type, subject, correlation id and message id kept; x-replayed-from,
+x-replay-count, x-replay-of and x-replayed-at added) to the queue or topic it died in, or to
+--to, and is completed in the dead-letter queue only after that send succeeded; a failed send
+abandons it, so nothing is lost. The workers run a failed job that x-replay-of names again.
 
 Sending to a topic re-applies its subscriptions' rules: the copy reaches every subscription
 whose filter matches, not only the one it died in (on huntaze-events: all four).

@@ -9,7 +9,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from azure.servicebus import (
@@ -33,6 +33,10 @@ from .values import _iso, _parse_time, _plain, decode_value, encode_value
 
 REPLAYED_FROM = "x-replayed-from"
 REPLAY_COUNT = "x-replay-count"
+REPLAY_OF = "x-replay-of"
+"""Which dead letter a copy replays (``<DLQ path>:<sequence number>``): the workers' processor
+restarts a failed job for it once (``workers.common.processor.REPLAY_MARKER``)."""
+REPLAYED_AT = "x-replayed-at"
 ORIGINAL_MESSAGE_ID = "x-original-message-id"
 """Set only with ``new_message_id``, so a copy can still be traced to the original."""
 # The broker stores why a message died as application properties; a replayed copy is alive.
@@ -232,6 +236,12 @@ class DeadLetterRecord:
 
     # -- replay -----------------------------------------------------------------------------
 
+    @property
+    def replay_id(self) -> str:
+        """One dead letter, named for ``x-replay-of``: its DLQ and sequence number (unique
+        there), or its message id when an export lacks the number."""
+        return f"{self.entity_path}:{self.sequence_number or self.message_id}"
+
     def to_message(self, *, new_message_id: bool = False) -> AmqpAnnotatedMessage:
         """The copy a replay sends: same body and properties, plus the replay markers.
 
@@ -248,6 +258,8 @@ class DeadLetterRecord:
         replays = previous if isinstance(previous, int) and not isinstance(previous, bool) else 0
         properties[REPLAY_COUNT] = replays + 1
         properties[REPLAYED_FROM] = self.entity_path
+        properties[REPLAY_OF] = self.replay_id
+        properties[REPLAYED_AT] = datetime.now(UTC).isoformat()
         message_id = self.message_id
         if new_message_id:
             if message_id is not None:

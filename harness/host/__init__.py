@@ -1,12 +1,16 @@
 """A local Azure Functions host for Python v2 apps that honours host.json.
 
 `FunctionsHost.load(app_dir, settings=...)` imports and indexes an app folder; used as a
-context manager it runs the app's Service Bus and timer triggers until the block ends.
+context manager it runs the app's Service Bus and timer triggers until the block ends. The
+host takes the settings as data; `ProcessEnvironment` puts them where an in-process app
+reads them (`os.environ`) and takes them out again.
 """
 
 from .app import AppLoadError, FunctionSpec
 from .config import HostConfigError, HostOptions, MissingSettingsError, parse_timespan
-from .host import FunctionsHost, FunctionTimeout, running_host
+from .environ import ProcessEnvironment
+from .host import FunctionsHost, running_host
+from .invoke import FunctionTimeout
 from .ncrontab import Schedule, ScheduleError
 from .outputs import Out, OutputHandler, SignalRRestOutput
 from .records import Invocation
@@ -22,6 +26,7 @@ __all__ = [
     "MissingSettingsError",
     "Out",
     "OutputHandler",
+    "ProcessEnvironment",
     "Schedule",
     "ScheduleError",
     "SignalRRestOutput",

@@ -14,13 +14,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
-from emulator.servicebus.control import ControlError
+from emulator.servicebus.admin.control_client import ControlError
+from functions_shared.offset_clock import ClockReadError
 
 from .app import AppLoadError
 from .broker_clock import ControlApiClock
 from .config import HostConfigError, MissingSettingsError
+from .environ import ProcessEnvironment
 from .host import FunctionsHost
 
 
@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = FunctionsHost.load(
             args.app_dir,
             _settings(args.setting),
+            # This process is the app's own: its settings go into the environment for good,
+            # as Azure's app settings are the worker process's environment.
+            environment=ProcessEnvironment(),
             signalr_endpoint=args.signalr_endpoint,
             run_timers=not args.no_timers,
             **extra,
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppLoadError, HostConfigError, MissingSettingsError, ControlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except httpx.HTTPError as exc:
+    except ClockReadError as exc:
         print(f"error: emulator control API unreachable: {exc}", file=sys.stderr)
         return 2
     finally:

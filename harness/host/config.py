@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 # One reading of AzureFunctionsJobHost__ overrides, shared by the host and the apps it runs.
-from workers.common.hostjson import apply_overrides
+from functions_shared.hostjson import apply_overrides
 
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)$")
 _SETTING = re.compile(r"%([^%]+)%")

@@ -1,5 +1,10 @@
 """The local Functions host: runs one app folder's triggers the way Azure Functions does.
 
+This module loads an app, starts and stops it and lets a test observe it; the triggers'
+runtime is in `servicebus_triggers` (receive, run, renew, settle), `timers`, and
+`invoke` (calling a function on the worker side, delivering its outputs), each a part of
+`FunctionsHost`.
+
 Two event loops, like the two processes in Azure: the *host* loop owns the Service Bus
 receivers, lock renewal, settlement and timers; the *worker* loop runs async functions
 (sync ones go to a thread pool). A function that blocks its loop (a blocking
@@ -16,21 +21,16 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
-import grpc
-from azure.functions.timer import TimerRequest
-from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
-from azurefunctions.extensions.bindings.servicebus import ServiceBusMessageActions
 
-from workers.common.hostjson import host_json_overrides
+from functions_shared.hostjson import host_json_overrides
 
 from .app import (
     DEFAULT_SB_CONNECTION,
@@ -44,33 +44,20 @@ from .app import (
     resolve_function,
 )
 from .config import HostOptions, MissingSettingsError, load_local_settings
-from .messages import body_bytes, classic_message, sdk_type_message
+from .environ import ProcessEnvironment
 from .ncrontab import Schedule
-from .outputs import Out, OutputHandler, ServiceBusOutput, SignalRRestOutput
+from .outputs import OutputHandler, ServiceBusOutput, SignalRRestOutput
+from .receivers import TriggerReceiver
 from .records import Invocation, InvocationLog, utcnow
-from .settlement import Route, SettlementRefused, SettlementServer
+from .servicebus_triggers import ServiceBusTriggers, _Held, _Trigger
+from .settlement import SettlementServer
+from .timers import TimerTriggers
 
 log = logging.getLogger("harness.host")
 
 T = TypeVar("T")
 
-RECEIVE_WAIT = 5.0
 START_TIMEOUT = 30.0
-# How long a cancelled async function may take to unwind before its message is abandoned.
-CANCEL_GRACE = 5.0
-_SETTLED = {
-    "complete": "completed",
-    "abandon": "abandoned",
-    "deadletter": "dead-lettered",
-    "defer": "deferred",
-}
-
-
-class FunctionTimeout(Exception):
-    """A run outlived functionTimeout and was cancelled."""
-
-    def __init__(self, seconds: float | None) -> None:
-        super().__init__(f"exceeded functionTimeout ({seconds}s)")
 
 
 class _LoopThread:
@@ -102,29 +89,7 @@ class _LoopThread:
         self.thread.join(timeout)
 
 
-@dataclass
-class _Held:
-    """A message this host holds a lock on, while its function runs."""
-
-    receiver: ServiceBusReceiver
-    message: ServiceBusReceivedMessage
-    invocation: Invocation
-    received: float  # monotonic
-    lock_duration: float
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    settled: bool = False
-
-
-@dataclass
-class _Trigger:
-    """Runtime state of one Service Bus triggered function."""
-
-    spec: FunctionSpec
-    receiver: ServiceBusReceiver
-    slots: asyncio.Semaphore
-
-
-class FunctionsHost:
+class FunctionsHost(ServiceBusTriggers, TimerTriggers):
     """Loads an app folder, then (on `start`) runs its triggers until `stop`.
 
     Use `FunctionsHost.load(path, settings=...)` and a `with` block; invocations are in
@@ -138,7 +103,6 @@ class FunctionsHost:
         functions: dict[str, FunctionSpec],
         options: HostOptions,
         settings: dict[str, str],
-        applied_env: dict[str, str | None],
         *,
         output_handlers: Mapping[str, OutputHandler] | None = None,
         signalr_endpoint: str | None = None,
@@ -157,7 +121,6 @@ class FunctionsHost:
         # Lock expiry is the broker's time; an emulator whose clock a test moved ahead
         # hands out locked-until times that wall time would misjudge.
         self._broker_now = broker_clock
-        self._applied_env = applied_env
         self._signalr = SignalRRestOutput(settings, signalr_endpoint)
         self._servicebus_out = ServiceBusOutput(settings)
         self._output_handlers: dict[str, OutputHandler] = {
@@ -180,7 +143,6 @@ class FunctionsHost:
         self._held: dict[str, _Held] = {}
         self._timer_locks: dict[str, asyncio.Lock] = {}
         self._timer_last: dict[str, str] = {}
-        self._values: Mapping[str, str] = {}
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -191,41 +153,36 @@ class FunctionsHost:
         settings: Mapping[str, str] | None = None,
         *,
         host_only_settings: Mapping[str, str] | None = None,
+        environment: ProcessEnvironment | None = None,
         **kwargs: Any,
     ) -> FunctionsHost:
         """Import and index an app folder without starting anything.
 
-        local.settings.json `Values` and then `settings` are written into the process
-        environment (the app reads them at import, as in Azure); `stop` restores it.
+        The app settings are the process environment overlaid with local.settings.json
+        `Values` and then `settings`; the host resolves bindings and host.json overrides from
+        them as data and leaves `os.environ` alone. An app that reads its settings from the
+        environment (as Azure apps do, at import and at call time) needs them there: pass the
+        `environment` of the process it runs in, and the host writes the local.settings.json
+        `Values` and `settings` into it before importing the app; its owner restores it.
         `host_only_settings` (`AzureFunctionsJobHost__...` overrides) reach the host but not
         the app: a way to test what an app does when the host's limits are not the ones it
         planned for.
         """
         path = Path(app_dir).resolve()
         values = {**load_local_settings(path / "local.settings.json"), **(settings or {})}
-        # The host reads overrides from its environment, as Azure's does from app settings.
-        options = HostOptions.load(
-            path / "host.json", {**os.environ, **values, **(host_only_settings or {})}
-        )
-        applied: dict[str, str | None] = {}
-        for key, value in values.items():
-            applied[key] = os.environ.get(key)
-            os.environ[key] = value
-        try:
-            module = import_app_module(path)
-            functions = index_app(module, path)
-        except BaseException:
-            _restore_env(applied, values)
-            raise
-        effective = dict(os.environ)
+        # The host reads overrides from its app settings, as Azure's does.
+        effective = {**os.environ, **values}
+        options = HostOptions.load(path / "host.json", {**effective, **(host_only_settings or {})})
+        if environment is not None:
+            environment.apply(values)
+        module = import_app_module(path)
+        functions = index_app(module, path)
         overrides = host_json_overrides(effective)
         if overrides:
             log.info("%s: host.json overridden by app settings %s", path.name, sorted(overrides))
         for spec in functions.values():
             resolve_function(spec, effective)
-        host = cls(path, module, functions, options, effective, applied, **kwargs)
-        host._values = values
-        return host
+        return cls(path, module, functions, options, effective, **kwargs)
 
     def missing_settings(self) -> dict[str, list[str]]:
         """Per function, the app settings it needs that are not set."""
@@ -299,9 +256,12 @@ class FunctionsHost:
     async def _start_async(self) -> None:
         retry = self.options.sdk_retry_kwargs()
         specs = [s for s in self.functions.values() if s.trigger_type == SB_TRIGGER]
-        receivers = [self._receiver(spec, retry) for spec in specs]
+        receivers = [
+            TriggerReceiver(spec.name, functools.partial(self._receiver, spec, retry))
+            for spec in specs
+        ]
         # Attach every receiver now (concurrently), so a bad connection fails `start`.
-        results = await asyncio.gather(*(r.__aenter__() for r in receivers), return_exceptions=True)
+        results = await asyncio.gather(*(r.open() for r in receivers), return_exceptions=True)
         for spec, receiver in zip(specs, receivers, strict=True):
             slots = asyncio.Semaphore(self.options.max_concurrent_calls)
             self._triggers[spec.name] = _Trigger(spec, receiver, slots)
@@ -355,7 +315,6 @@ class FunctionsHost:
             if self._settlement is not None:
                 self._settlement = None
                 SettlementServer.release()
-            _restore_env(self._applied_env, getattr(self, "_values", {}))
             self._state = "stopped"
 
     async def _stop_async(self) -> None:
@@ -367,288 +326,10 @@ class FunctionsHost:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        closers = [t.receiver.close() for t in self._triggers.values()]
+        closers = [t.receivers.close() for t in self._triggers.values()]
         closers += [self._signalr.aclose(), self._servicebus_out.aclose()]
         await asyncio.gather(*closers, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self._clients.values()), return_exceptions=True)
-
-    # -- Service Bus triggers -----------------------------------------------------------------
-
-    async def _pump(self, trigger: _Trigger) -> None:
-        """Receive only as many messages as there are free invocation slots."""
-        slots = trigger.slots
-        limit = self.options.max_concurrent_calls
-        while True:
-            await slots.acquire()
-            taken = 1
-            while taken < limit and not slots.locked():
-                await slots.acquire()
-                taken += 1
-            try:
-                messages = await trigger.receiver.receive_messages(
-                    max_message_count=taken, max_wait_time=RECEIVE_WAIT
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                for _ in range(taken):
-                    slots.release()
-                log.exception("%s: receive failed; retrying", trigger.spec.name)
-                await asyncio.sleep(1.0)
-                continue
-            for _ in range(taken - len(messages)):
-                slots.release()
-            for message in messages:
-                task = asyncio.create_task(self._run_message(trigger, message))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-
-    async def _run_message(self, trigger: _Trigger, message: ServiceBusReceivedMessage) -> None:
-        spec = trigger.spec
-        token = str(message.lock_token)
-        locked_until = message.locked_until_utc
-        lock_duration = (locked_until - self._broker_now()).total_seconds() if locked_until else 0.0
-        invocation = self._log.start(
-            spec.name,
-            SB_TRIGGER,
-            message_id=None if message.message_id is None else str(message.message_id),
-            delivery_count=message.delivery_count,
-            sequence_number=message.sequence_number,
-            lock_token=token,
-        )
-        held = _Held(trigger.receiver, message, invocation, time.monotonic(), lock_duration)
-        self._held[token] = held
-        if self._settlement is not None:
-            route = Route(asyncio.get_running_loop(), self._settle_rpc)
-            self._settlement.registry.add(token, route)
-        renewal = None
-        if self.options.max_auto_lock_renewal_duration > 0:
-            renewal = asyncio.create_task(self._renew(held))
-        outcome, error = "succeeded", None
-        try:
-            kwargs, outs = self._message_args(spec, message)
-            result = await self._call(spec, kwargs)
-            await self._deliver_outputs(spec, outs, result, invocation)
-        except FunctionTimeout as exc:
-            outcome, error = "timeout", str(exc)
-        except asyncio.CancelledError:
-            outcome, error = "cancelled", "host shutting down"
-        except Exception as exc:
-            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
-            log.warning("%s failed on message %s: %s", spec.name, invocation.message_id, error)
-        finally:
-            if renewal is not None:
-                renewal.cancel()
-                await asyncio.gather(renewal, return_exceptions=True)
-            try:
-                if not held.settled:
-                    if outcome != "succeeded":
-                        await self._settle(held, "abandon", "host")
-                    elif self.options.auto_complete_messages:
-                        await self._settle(held, "complete", "host")
-            except SettlementRefused:
-                pass  # recorded on the invocation
-            self._held.pop(token, None)
-            if self._settlement is not None:
-                self._settlement.registry.remove(token)
-            self._log.finish(invocation, outcome, error)
-            trigger.slots.release()
-
-    def _message_args(
-        self, spec: FunctionSpec, message: ServiceBusReceivedMessage
-    ) -> tuple[dict[str, Any], dict[str, Out[Any]]]:
-        kwargs: dict[str, Any] = {}
-        param = spec.trigger_param
-        if spec.trigger_kind == "sdk":
-            kwargs[param] = sdk_type_message(message, spec.trigger_annotation)
-        elif spec.trigger_kind == "classic":
-            kwargs[param] = classic_message(message)
-        elif spec.trigger_kind == "bytes":
-            kwargs[param] = body_bytes(message)
-        else:
-            kwargs[param] = body_bytes(message).decode()
-        for name in spec.actions_params:
-            kwargs[name] = ServiceBusMessageActions.get_instance()
-        outs = self._outs(spec)
-        kwargs.update(outs)
-        return kwargs, outs
-
-    def _outs(self, spec: FunctionSpec) -> dict[str, Out[Any]]:
-        return {name: Out() for name in spec.outputs if name != "$return"}
-
-    async def _call(self, spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
-        """Run the function on the worker side, bounded by functionTimeout."""
-        assert self._worker is not None and self._pool is not None
-        unwound: concurrent.futures.Future[None] = concurrent.futures.Future()
-        if spec.is_async:
-
-            async def run() -> Any:
-                try:
-                    return await spec.user_function(**kwargs)
-                finally:
-                    unwound.set_result(None)
-
-            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self._worker.loop))
-        else:
-            unwound.set_result(None)  # a thread cannot be stopped: it runs to its end
-            future = asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(spec.user_function, **kwargs)
-            )
-        # On timeout wait_for cancels the future, and with it the async function's task on
-        # the worker loop. Its `finally` blocks (releasing a lease, say) get a moment to run
-        # before the host abandons the message, so a redelivery does not race them.
-        try:
-            return await asyncio.wait_for(future, self.options.function_timeout)
-        except TimeoutError as exc:
-            if future.cancelled():
-                await asyncio.wait([asyncio.wrap_future(unwound)], timeout=CANCEL_GRACE)
-                raise FunctionTimeout(self.options.function_timeout) from exc
-            raise
-
-    async def _deliver_outputs(
-        self, spec: FunctionSpec, outs: dict[str, Out[Any]], result: Any, invocation: Invocation
-    ) -> None:
-        values = {name: out.get() for name, out in outs.items()}
-        if "$return" in spec.outputs:
-            values["$return"] = result
-        for name, value in values.items():
-            if value is None:
-                continue
-            self._log.update(invocation, outputs={**invocation.outputs, name: value})
-            binding = spec.resolved_outputs[name]
-            await self._output_handlers[binding["type"]](binding, value)
-
-    async def _renew(self, held: _Held) -> None:
-        """Keep the lock until the run ends or maxAutoLockRenewalDuration has passed.
-
-        Own loop rather than the SDK's AutoLockRenewer: renewal must stop the moment the
-        run ends even when nothing settled the message (AutoLockRenewer has no unregister).
-        """
-        deadline = held.received + self.options.max_auto_lock_renewal_duration
-        lead = min(10.0, max(held.lock_duration, 0.2) / 2)
-        while True:
-            locked_until = held.message.locked_until_utc
-            remaining = (locked_until - self._broker_now()).total_seconds() if locked_until else 0.0
-            delay = max(0.0, remaining - lead)
-            if time.monotonic() + delay >= deadline:
-                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-                self._log.update(held.invocation, renewal_stopped="maxAutoLockRenewalDuration")
-                return
-            await asyncio.sleep(delay)
-            async with held.lock:
-                if held.settled:
-                    return
-                try:
-                    await held.receiver.renew_message_lock(held.message)
-                except Exception as exc:
-                    self._log.update(held.invocation, renewal_stopped=f"renewal failed: {exc!r}")
-                    return
-            self._log.bump(held.invocation, "lock_renewals")
-
-    async def _settle_rpc(self, token: str, action: str, **kwargs: Any) -> None:
-        held = self._held.get(token.lower())
-        if held is None:
-            raise SettlementRefused(
-                grpc.StatusCode.NOT_FOUND, f"lock token {token} is not held (run ended?)"
-            )
-        await self._settle(held, action, "function", **kwargs)
-
-    async def _settle(self, held: _Held, action: str, by: str, **kwargs: Any) -> None:
-        """Settle through the SDK receiver that holds the lock; record what happened."""
-        receiver, message = held.receiver, held.message
-        async with held.lock:
-            if held.settled:
-                raise SettlementRefused(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"message already {held.invocation.settlement}",
-                )
-            try:
-                if action == "complete":
-                    await receiver.complete_message(message)
-                elif action == "abandon":
-                    await receiver.abandon_message(message)
-                elif action == "deadletter":
-                    await receiver.dead_letter_message(
-                        message,
-                        reason=kwargs.get("reason"),
-                        error_description=kwargs.get("description"),
-                    )
-                elif action == "defer":
-                    await receiver.defer_message(message)
-                elif action == "renew":
-                    await receiver.renew_message_lock(message)
-                else:
-                    raise SettlementRefused(grpc.StatusCode.UNIMPLEMENTED, action)
-            except SettlementRefused:
-                raise
-            except Exception as exc:
-                detail = f"{action} failed: {type(exc).__name__}: {exc}"
-                self._log.update(held.invocation, settlement_error=detail)
-                raise SettlementRefused(grpc.StatusCode.FAILED_PRECONDITION, detail) from exc
-            if action == "renew":
-                self._log.bump(held.invocation, "lock_renewals")
-                return
-            held.settled = True
-            self._log.update(
-                held.invocation,
-                settlement=_SETTLED[action],
-                settled_by=by,
-                dead_letter_reason=kwargs.get("reason"),
-            )
-
-    # -- timers -------------------------------------------------------------------------------
-
-    async def _timer_loop(self, spec: FunctionSpec) -> None:
-        schedule = Schedule.parse(spec.resolved_trigger["schedule"])
-        if spec.resolved_trigger.get("runOnStartup"):
-            await self._run_timer(spec, schedule)
-        while True:
-            due = schedule.next_after(utcnow())
-            await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
-            await self._run_timer(spec, schedule)
-
-    async def _run_timer(self, spec: FunctionSpec, schedule: Schedule | None = None) -> Invocation:
-        schedule = schedule or Schedule.parse(spec.resolved_trigger["schedule"])
-        async with self._timer_locks[spec.name]:  # a timer function never overlaps itself
-            now = utcnow()
-            status = {
-                "Last": self._timer_last.get(spec.name, ""),
-                "Next": schedule.next_after(now).isoformat(),
-                "LastUpdated": now.isoformat(),
-            }
-            self._timer_last[spec.name] = now.isoformat()
-            invocation = self._log.start(spec.name, TIMER_TRIGGER)
-            outcome, error = "succeeded", None
-            try:
-                outs = self._outs(spec)
-                kwargs: dict[str, Any] = {
-                    spec.trigger_param: TimerRequest(
-                        past_due=False, schedule_status=status, schedule={"AdjustForDST": True}
-                    ),
-                    **outs,
-                }
-                result = await self._call(spec, kwargs)
-                await self._deliver_outputs(spec, outs, result, invocation)
-            except FunctionTimeout as exc:
-                outcome, error = "timeout", str(exc)
-            except asyncio.CancelledError:
-                outcome, error = "cancelled", "host shutting down"
-                self._log.finish(invocation, outcome, error)
-                raise
-            except Exception as exc:
-                outcome, error = "failed", f"{type(exc).__name__}: {exc}"
-                log.warning("%s failed: %s", spec.name, error)
-            self._log.finish(invocation, outcome, error)
-            return invocation
-
-    def fire_timer(self, name: str, timeout: float = 60.0) -> Invocation:
-        """Run a timer function now (as the admin endpoint does) and return its record."""
-        spec = self.functions.get(name)
-        if spec is None or spec.trigger_type != TIMER_TRIGGER:
-            raise KeyError(f"{name} is not a timer function of {self.name}")
-        if self._host is None or self._state != "running":
-            raise RuntimeError("the host is not running")
-        return self._host.call(self._run_timer(spec), timeout)
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -719,17 +400,6 @@ class FunctionsHost:
             timeout,
             "no running invocations",
         )
-
-
-def _restore_env(applied: Mapping[str, str | None], values: Mapping[str, str]) -> None:
-    """Undo what `load` wrote to os.environ, unless someone changed it since."""
-    for key, previous in applied.items():
-        if os.environ.get(key) != values.get(key):
-            continue
-        if previous is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = previous
 
 
 @contextlib.contextmanager

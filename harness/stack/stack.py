@@ -92,6 +92,9 @@ class Stack:
         if self.emulator is not None:  # its management API has a certificate of its own
             extra["SERVICEBUS_ADMIN_CONNECTION"] = self.emulator.connection_string
             extra["SERVICEBUS_ADMIN_CA_BUNDLE"] = str(self.emulator.ca_bundle)
+            # One clock for the system under test: the apps and the job API follow the
+            # emulator's (movable) clock, so their schedules match the broker's now.
+            extra["WORKERS_CLOCK_URL"] = f"{self.emulator.control_url}/clock"
         return {
             **extra,
             "SERVICEBUS_CONNECTION": self.servicebus_connection,

@@ -11,11 +11,9 @@ from standins.ai.behaviour import (
     AIBehaviour,
     AICall,
     Deployment,
-    Fault,
-    FaultProfile,
-    Latency,
     Reply,
 )
+from standins.ai.faults import Fault, FaultProfile, Latency
 from standins.ai.router import AIRouter
 from standins.ai.server import AIServer, create_app
 

@@ -12,13 +12,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from standins.ai.behaviour import (
-    DEFAULT_DEPLOYMENTS,
-    AIBehaviour,
-    Deployment,
-    FaultProfile,
-    Latency,
-)
+from standins.ai.behaviour import DEFAULT_DEPLOYMENTS, AIBehaviour, Deployment
+from standins.ai.faults import FaultProfile, Latency
 from standins.ai.server import create_app
 
 

@@ -13,8 +13,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from standins._http_runner import Holds, HttpStandin, ServerThread
-from standins.ai.behaviour import AIBehaviour, Fault, FaultProfile
+from standins.ai.behaviour import AIBehaviour
 from standins.ai.endpoints import AIEndpoints
+from standins.ai.faults import Fault, FaultProfile
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 

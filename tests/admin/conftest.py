@@ -9,7 +9,7 @@ from admin_topology import admin_topology
 from azure.servicebus.management import ServiceBusAdministrationClient
 
 from emulator.servicebus import ServiceBusEmulator
-from emulator.servicebus.control import ControlClient
+from emulator.servicebus.admin.control_client import ControlClient
 
 
 @pytest.fixture

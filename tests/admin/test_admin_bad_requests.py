@@ -137,3 +137,11 @@ def test_malformed_http_gets_400_and_the_port_keeps_serving(emulator: ServiceBus
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400")
     assert httpx.get(emulator.health_url).status_code == 200
+
+
+def test_a_malformed_api_version_is_refused_with_the_supported_ones(https: httpx.Client) -> None:
+    response = https.get("/q?api-version=latest")
+    assert response.status_code == 400
+    assert "api-version 'latest' is invalid" in _detail(response)
+    assert "2021-05" in _detail(response)
+    assert https.get("/q?api-version=2021-05").status_code == 200

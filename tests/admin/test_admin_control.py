@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
-from azure.servicebus import ServiceBusClient, ServiceBusMessage
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus.exceptions import ServiceBusError
 from azure.servicebus.management import ServiceBusAdministrationClient
 
 from emulator.servicebus import ServiceBusEmulator
-from emulator.servicebus.control import ControlClient, ControlError
+from emulator.servicebus.admin.control_client import ControlClient, ControlError
+from emulator.servicebus.core.rules import strict_filters
+from emulator.servicebus.sqlfilter import MessageView
 
 
 def _send(emu: ServiceBusEmulator, entity: str, *messages: ServiceBusMessage) -> None:
@@ -126,6 +131,25 @@ def test_reset_empties_entities_and_reload_restores_the_config(
     assert [m["body"]["text"] for m in control.peek("q")] == ["after reload"]
 
 
+def test_reload_takes_the_tier_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "Config.json"
+
+    def write(tier: str) -> None:
+        namespace = {"Name": "sbemulatorns", "Tier": tier, "Queues": [{"Name": "q"}]}
+        config.write_text(json.dumps({"UserConfig": {"Namespaces": [namespace]}}))
+
+    write("Standard")
+    with ServiceBusEmulator.from_config(config) as emu, ControlClient(emu.control_url) as control:
+        with ServiceBusAdministrationClient.from_connection_string(
+            emu.connection_string, connection_verify=str(emu.ca_bundle)
+        ) as admin:
+            assert admin.get_namespace_properties().messaging_sku == "Standard"
+            write("Premium")
+            control.reset(reload=True)
+            assert admin.get_namespace_properties().messaging_sku == "Premium"
+            assert admin.create_queue("big").max_message_size_in_kilobytes == 1024
+
+
 def test_fault_endpoints(control: ControlClient) -> None:
     rule = control.add_fault("send", "server-busy", entity="q", next_n=2)
     assert rule["id"] and rule["next_n"] == 2
@@ -179,6 +203,53 @@ def test_counters_count_operations_per_entity(
     assert counters["t/Subscriptions/red"]["store"]["enqueued"] == 1
     control.reset()
     assert control.counters()["entities"]["q"]["sends"] == 0
+
+
+class _BrokenFilter:
+    """Stands in for an evaluator bug: raises for every message."""
+
+    def matches(self, message: MessageView) -> bool:
+        raise ZeroDivisionError("evaluator bug")
+
+
+def _break_rule(emulator: ServiceBusEmulator) -> None:
+    rule = emulator.broker.subscription("t", "red").rules[0]
+    emulator.call(lambda: setattr(rule, "filter", _BrokenFilter()))
+
+
+def test_filter_evaluation_errors_are_counted_per_rule_and_the_message_dead_lettered(
+    emulator: ServiceBusEmulator, control: ControlClient
+) -> None:
+    _break_rule(emulator)
+    with strict_filters(False):
+        with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
+            with client.get_topic_sender("t") as sender:
+                sender.send_messages([ServiceBusMessage("x"), ServiceBusMessage("y")])
+            with client.get_subscription_receiver(
+                "t", "red", sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=5
+            ) as receiver:
+                dead = receiver.receive_messages(max_message_count=2, max_wait_time=5)
+    assert [m.dead_letter_reason for m in dead] == ["ZeroDivisionError"] * 2
+    assert dead[0].dead_letter_error_description == "evaluator bug"
+    counters = control.counters()
+    assert counters["entities"]["t/Subscriptions/red"]["filter_evaluation_errors"] == {"red": 2}
+    assert counters["entities"]["t/Subscriptions/all"]["filter_evaluation_errors"] == {
+        "$Default": 0
+    }
+    assert counters["namespace"]["filter_evaluation_errors"] == 2
+    control.reset()
+    assert control.counters()["namespace"]["filter_evaluation_errors"] == 0
+
+
+def test_in_strict_mode_a_filter_evaluation_error_fails_the_send(
+    emulator: ServiceBusEmulator,
+) -> None:
+    _break_rule(emulator)
+    with ServiceBusClient.from_connection_string(
+        emulator.connection_string, retry_total=0
+    ) as client:
+        with client.get_topic_sender("t") as sender, pytest.raises(ServiceBusError):
+            sender.send_messages(ServiceBusMessage("x"))
 
 
 def test_unknown_endpoints_and_methods(emulator: ServiceBusEmulator) -> None:

@@ -11,7 +11,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQ
 from azure.servicebus.management import ServiceBusAdministrationClient
 
 from emulator.servicebus import PROJECT_CONFIG, ServiceBusEmulator
-from emulator.servicebus.control import ControlClient
+from emulator.servicebus.admin.control_client import ControlClient
 from workers.common.dlq import JOB_SUBSCRIPTIONS, ServiceBusDlqInspector
 
 

@@ -27,7 +27,7 @@ from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from azure.servicebus.management import ServiceBusAdministrationClient
 
 from emulator.servicebus import PROJECT_CONFIG, ServiceBusEmulator
-from emulator.servicebus.control import ControlClient
+from emulator.servicebus.admin.control_client import ControlClient
 from emulator.servicebus.faults import FaultRule
 from harness import dlq
 from harness.cli import main
@@ -286,11 +286,17 @@ def test_replay_moves_dead_letters_back_and_empties_the_dlq(
         assert copy.message_id == original.message_id
         assert copy.correlation_id == original.correlation_id
         assert (copy.subject, copy.content_type) == ("job", "application/json")
-        assert props(copy) == {
+        stamped = props(copy)
+        replayed_at = datetime.fromisoformat(stamped.pop("x-replayed-at"))
+        assert replayed_at.tzinfo is not None
+        replay_of = stamped.pop("x-replay-of")
+        assert replay_of.startswith(f"{CHAT_DLQ}:") and int(replay_of.rsplit(":", 1)[1]) > 0
+        assert stamped == {
             **(original.application_properties or {}),
             "x-replayed-from": CHAT_DLQ,
             "x-replay-count": 1,
         }
+    assert replayed[0].application_properties != replayed[1].application_properties
     assert replayed[0].time_to_live == timedelta(minutes=7)
 
     # A second death and a second replay (through the CLI) count up.
@@ -550,6 +556,7 @@ def test_list_counts_dead_letters_per_subscription(
         f"{TOPIC}/Subscriptions/content-analysis": 0,
         f"{TOPIC}/Subscriptions/content-suggestions": 0,
         f"{TOPIC}/Subscriptions/video-analysis": 1,
+        f"{TOPIC}/Subscriptions/unrouted": 0,
     }
 
 

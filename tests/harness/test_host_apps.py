@@ -14,7 +14,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from emulator.servicebus import PROJECT_CONFIG, ServiceBusEmulator
 from emulator.servicebus.topology import NamespaceTopology, QueueDescription
-from harness.host import AppLoadError, FunctionsHost
+from harness.host import AppLoadError, FunctionsHost, ProcessEnvironment
 from harness.host.testing import write_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +32,17 @@ ENV = {
 }
 
 EXPECTED = {
-    "video": {"VideoAnalysisWorker": ("sdk", "huntaze-jobs/video-analysis")},
+    "video": {
+        "VideoAnalysisWorker": ("sdk", "huntaze-jobs/video-analysis"),
+        "VideoAnalysisDeadLetterSweeper": ("timer", "0 */1 * * * *"),
+    },
     "jobs": {
         "ChatSuggestionsWorker": ("sdk", "huntaze-jobs/chat-suggestions"),
         "ContentSuggestionsWorker": ("sdk", "huntaze-jobs/content-suggestions"),
         "ContentAnalysisWorker": ("sdk", "huntaze-jobs/content-analysis"),
+        "ChatSuggestionsDeadLetterSweeper": ("timer", "0 */1 * * * *"),
+        "ContentSuggestionsDeadLetterSweeper": ("timer", "0 */1 * * * *"),
+        "ContentAnalysisDeadLetterSweeper": ("timer", "0 */1 * * * *"),
     },
     "notify": {
         "NotifySignalRWorker": ("classic", "huntaze-events/notify-signalr"),
@@ -57,8 +63,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("app", sorted(EXPECTED))
 def test_host_indexes_each_worker_app_without_starting(app: str, clean_env: None) -> None:
-    host = FunctionsHost.load(WORKERS / app, settings=ENV)
-    try:
+    # The apps read their settings from the environment at import, as in Azure.
+    with ProcessEnvironment() as environment:
+        host = FunctionsHost.load(WORKERS / app, settings=ENV, environment=environment)
+        assert os.environ["TOPIC_JOBS"] == ENV["TOPIC_JOBS"]
         found = {name: (s.trigger_kind, s.source) for name, s in host.functions.items()}
         assert found == EXPECTED[app]
         assert host.missing_settings() == {}
@@ -67,26 +75,24 @@ def test_host_indexes_each_worker_app_without_starting(app: str, clean_env: None
                 assert spec.actions_params == ["message_actions"] and spec.is_async
         assert host.options.max_concurrent_calls == {"video": 2, "jobs": 8, "notify": 50}[app]
         assert host.invocations == [] and host.settlement_address is None  # nothing started
-    finally:
         host.stop()
     assert "TOPIC_JOBS" not in os.environ
 
 
 def test_host_notify_app_declares_its_signalr_output(clean_env: None) -> None:
-    host = FunctionsHost.load(WORKERS / "notify", settings=ENV)
-    try:
+    with ProcessEnvironment() as environment:
+        host = FunctionsHost.load(WORKERS / "notify", settings=ENV, environment=environment)
         outputs = host.functions["NotifySignalRWorker"].resolved_outputs
         assert outputs["signalr"]["type"] == "signalR"
         assert outputs["signalr"]["hubName"] == "huntaze"
-    finally:
         host.stop()
 
 
 @pytest.mark.parametrize("app", sorted(EXPECTED))
 def test_host_worker_app_without_settings_names_them(app: str, clean_env: None) -> None:
     partial = {k: v for k, v in ENV.items() if k not in ("SERVICEBUS_CONNECTION", "DATABASE_URL")}
-    with pytest.raises(AppLoadError) as info:
-        FunctionsHost.load(WORKERS / app, settings=partial)
+    with pytest.raises(AppLoadError) as info, ProcessEnvironment() as environment:
+        FunctionsHost.load(WORKERS / app, settings=partial, environment=environment)
     message = str(info.value)
     assert app in message and "SERVICEBUS_CONNECTION" in message and "DATABASE_URL" in message
     assert "TOPIC_JOBS" not in os.environ  # a failed load leaves the environment as it was
@@ -96,7 +102,10 @@ def test_host_runs_the_real_jobs_worker_which_settles_over_grpc(clean_env: None)
     """The unmodified jobs app dead-letters an unparsable job through ServiceBusMessageActions."""
     with ServiceBusEmulator.from_config(PROJECT_CONFIG) as emu:
         settings = {**ENV, "SERVICEBUS_CONNECTION": emu.connection_string}
-        with FunctionsHost.load(WORKERS / "jobs", settings=settings) as host:
+        with (
+            ProcessEnvironment() as env,
+            FunctionsHost.load(WORKERS / "jobs", settings=settings, environment=env) as host,
+        ):
             with ServiceBusClient.from_connection_string(emu.connection_string) as client:
                 with client.get_topic_sender("huntaze-jobs") as sender:
                     sender.send_messages(

@@ -117,6 +117,8 @@ def test_host_topic_trigger_resolves_settings_and_passes_metadata(
     )
     with load(app, emu, TOPIC="events") as host:
         assert host.functions["handle"].source == "events/all"
+        assert host.settings["HOST_TEST_MARKER"] == "x"
+        assert "HOST_TEST_MARKER" not in os.environ  # settings are data to the host
         send(
             emu,
             "events",
@@ -143,7 +145,6 @@ def test_host_topic_trigger_resolves_settings_and_passes_metadata(
     assert msg.delivery_count == run.delivery_count
     assert msg.lock_token == run.lock_token
     assert msg.enqueued_time_utc is not None and msg.sequence_number is not None
-    assert "HOST_TEST_MARKER" not in os.environ  # stop restored the environment
 
 
 def test_host_sdk_type_trigger_gets_the_binding_packages_message(

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from functions_shared.hostjson import apply_overrides
 from harness.host import (
     AppLoadError,
     FunctionsHost,
     HostConfigError,
     HostOptions,
     MissingSettingsError,
+    ProcessEnvironment,
     Schedule,
     ScheduleError,
     parse_timespan,
@@ -22,7 +24,6 @@ from harness.host import (
 from harness.host.config import resolve_setting_refs
 from harness.host.outputs import parse_connection_string, signalr_token
 from harness.host.testing import write_app
-from workers.common.hostjson import apply_overrides
 
 WORKERS = Path(__file__).resolve().parents[2] / "workers"
 
@@ -126,10 +127,65 @@ def test_loaded_host_applies_overrides_from_its_settings(tmp_path: Path) -> None
     host = FunctionsHost.load(app, settings={setting: "00:00:05"})
     host.stop()
     assert host.options.function_timeout == 5
-    assert setting not in os.environ  # the override lived as long as the host
+    assert setting not in os.environ  # the override was the host's data, not the process's
     again = FunctionsHost.load(app)
     again.stop()
     assert again.options.function_timeout == 60
+
+
+ENV_READING_APP = """
+import os
+
+SEEN_AT_IMPORT = {name: os.environ.get(name) for name in ("FROM_FILE", "FROM_CALLER")}
+
+@app.timer_trigger(schedule="0 0 * * * *", arg_name="timer")
+def tick(timer: func.TimerRequest) -> None:
+    pass
+"""
+
+
+def test_host_takes_settings_as_data_and_leaves_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FROM_FILE", raising=False)
+    monkeypatch.delenv("FROM_CALLER", raising=False)
+    app = write_app(tmp_path / "app", ENV_READING_APP, local_settings={"FROM_FILE": "file"})
+    before = dict(os.environ)
+    host = FunctionsHost.load(app, settings={"FROM_CALLER": "caller"})
+    host.stop()
+    assert (host.settings["FROM_FILE"], host.settings["FROM_CALLER"]) == ("file", "caller")
+    assert host.module.SEEN_AT_IMPORT == {"FROM_FILE": None, "FROM_CALLER": None}
+    assert dict(os.environ) == before
+
+
+def test_an_in_process_app_reads_its_settings_from_the_environment_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FROM_FILE", raising=False)
+    monkeypatch.setenv("FROM_CALLER", "was here before")
+    app = write_app(tmp_path / "app", ENV_READING_APP, local_settings={"FROM_FILE": "file"})
+    with ProcessEnvironment() as environment:
+        host = FunctionsHost.load(app, settings={"FROM_CALLER": "caller"}, environment=environment)
+        assert host.module.SEEN_AT_IMPORT == {"FROM_FILE": "file", "FROM_CALLER": "caller"}
+        host.stop()
+        assert os.environ["FROM_CALLER"] == "caller"  # the owner of the process restores
+    assert "FROM_FILE" not in os.environ
+    assert os.environ["FROM_CALLER"] == "was here before"
+
+
+def test_one_process_environment_serves_several_apps_and_restores_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHARED", "original")
+    monkeypatch.delenv("ONLY_SECOND", raising=False)
+    environment = ProcessEnvironment()
+    environment.apply({"SHARED": "first"})
+    environment.apply({"SHARED": "second", "ONLY_SECOND": "x"})
+    assert (os.environ["SHARED"], os.environ["ONLY_SECOND"]) == ("second", "x")
+    environment.restore()
+    assert os.environ["SHARED"] == "original" and "ONLY_SECOND" not in os.environ
+    environment.restore()  # a second restore changes nothing
+    assert os.environ["SHARED"] == "original"
 
 
 def test_host_setting_references() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -111,6 +114,83 @@ def test_next_available_session_times_out_when_none_is_free(emu: ServiceBusEmula
                 receiver.receive_messages(max_wait_time=1)
 
 
+class _AcceptWaits(logging.Handler):
+    """Set when the emulator logs that an attach waits for a session (an event, not a sleep)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.started = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "for a session on" in record.getMessage():
+            self.started.set()
+
+
+@pytest.fixture
+def accept_waits() -> Iterator[_AcceptWaits]:
+    logger = logging.getLogger("emulator.servicebus.amqp")
+    handler, level = _AcceptWaits(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def _waiting(emu: ServiceBusEmulator) -> int:
+    server = emu._server
+    return emu.call(lambda: sum(len(c.session_accepts.waiting) for c in server.connections))
+
+
+def test_next_available_session_waits_up_to_the_65_s_operation_timeout(
+    emu: ServiceBusEmulator, accept_waits: _AcceptWaits
+) -> None:
+    """max_wait_time=70 holds the accept for the service's 65 s, on the emulator clock."""
+    failures: list[BaseException] = []
+
+    def receive() -> None:
+        with ServiceBusClient.from_connection_string(emu.connection_string, retry_total=0) as c:
+            try:
+                with c.get_queue_receiver(
+                    "sq", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=70
+                ):
+                    pass
+            except BaseException as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    assert accept_waits.started.wait(10)
+    emu.clock.advance(60)
+    assert _waiting(emu) == 1, "still waiting after 60 s (the emulator used to give up here)"
+    emu.clock.advance(5.5)
+    assert _waiting(emu) == 0, "gave up at 65 s, not at the client's 70"
+    thread.join(10)
+    assert [type(f) for f in failures] == [OperationTimeoutError]
+
+
+async def test_async_next_available_session_waits_up_to_the_65_s_operation_timeout(
+    emu: ServiceBusEmulator, accept_waits: _AcceptWaits
+) -> None:
+    async with AsyncServiceBusClient.from_connection_string(
+        emu.connection_string, retry_total=0
+    ) as client:
+
+        async def receive() -> None:
+            async with client.get_queue_receiver(
+                "sq", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=70
+            ):
+                pass
+
+        task = asyncio.create_task(receive())
+        assert await asyncio.to_thread(accept_waits.started.wait, 10)
+        await asyncio.to_thread(emu.clock.advance, 60)
+        assert await asyncio.to_thread(_waiting, emu) == 1
+        await asyncio.to_thread(emu.clock.advance, 5.5)
+        with pytest.raises(OperationTimeoutError):
+            await asyncio.wait_for(task, 10)
+
+
 def test_waiting_next_available_receiver_gets_a_session_that_arrives(
     emu: ServiceBusEmulator,
 ) -> None:
@@ -209,3 +289,60 @@ async def test_async_session_receiver(emu: ServiceBusEmulator) -> None:
             assert got == ["m0", "m1", "m2"]
             await receiver.session.set_state(b"done")
             assert await receiver.session.get_state() == b"done"
+
+
+def _sessions_with_state(client: ServiceBusClient, emu: ServiceBusEmulator) -> object:
+    """a: state then completed; (10 s later) b: state and a message; c: messages only.
+
+    Returns a time between a's and b's state updates.
+    """
+    _send(client, ("a", "1"), ("b", "2"), ("c", "3"))
+    with client.get_queue_receiver("sq", session_id="a", max_wait_time=1) as receiver:
+        receiver.session.set_state(b"a-state")
+        assert _take_all(receiver) == ["1"]
+    between = emu.clock.now_datetime() + timedelta(seconds=5)
+    emu.clock.advance(10)
+    with client.get_queue_receiver("sq", session_id="b", max_wait_time=1) as receiver:
+        receiver.session.set_state(b"b-state")
+    return between
+
+
+@pytest.mark.skipif(
+    not hasattr(ServiceBusClient, "list_queue_sessions"),
+    reason="this azure-servicebus has no session listing (it arrived in 7.15)",
+)
+def test_session_listing_honours_last_updated_time(emu: ServiceBusEmulator) -> None:
+    with ServiceBusClient.from_connection_string(emu.connection_string) as client:
+        between = _sessions_with_state(client, emu)
+        assert sorted(client.list_queue_sessions("sq")) == ["a", "b", "c"]
+        assert list(client.list_queue_sessions("sq", state_updated_after=between)) == ["b"]
+        later = emu.clock.now_datetime() + timedelta(seconds=1)
+        assert list(client.list_queue_sessions("sq", state_updated_after=later)) == []
+
+
+@pytest.mark.skipif(
+    not hasattr(ServiceBusClient, "list_queue_sessions"),
+    reason="this azure-servicebus has no session listing (it arrived in 7.15)",
+)
+async def test_async_subscription_session_listing_honours_last_updated_time(
+    emu: ServiceBusEmulator,
+) -> None:
+    async with AsyncServiceBusClient.from_connection_string(emu.connection_string) as client:
+        async with client.get_topic_sender("st") as sender:
+            await sender.send_messages(
+                [ServiceBusMessage("x", session_id="old"), ServiceBusMessage("y", session_id="new")]
+            )
+        async with client.get_subscription_receiver(
+            "st", "by-creator", session_id="old", max_wait_time=1
+        ) as receiver:
+            await receiver.session.set_state(b"old-state")
+        between = emu.clock.now_datetime() + timedelta(seconds=5)
+        await asyncio.to_thread(emu.clock.advance, 10)
+        async with client.get_subscription_receiver(
+            "st", "by-creator", session_id="new", max_wait_time=1
+        ) as receiver:
+            await receiver.session.set_state(b"new-state")
+        everything = [s async for s in client.list_subscription_sessions("st", "by-creator")]
+        assert sorted(everything) == ["new", "old"]
+        recent = client.list_subscription_sessions("st", "by-creator", state_updated_after=between)
+        assert [s async for s in recent] == ["new"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 from sb_topology import SDK_HEARS_SETTLEMENT_ERRORS
 
 from emulator.servicebus import ServiceBusEmulator
+from emulator.servicebus.faults import FaultRule
 
 
 def _send(client: ServiceBusClient, queue: str, *bodies: str) -> None:
@@ -125,3 +129,47 @@ def test_connection_dropped_mid_lock_keeps_the_lock_until_it_expires(
             assert again.sequence_number == msg.sequence_number
             other.complete_message(again)
         receiver.close()
+
+
+def _break_receiver_link(emulator: ServiceBusEmulator, client: ServiceBusClient) -> None:
+    """The emulator detaches the receiver's link (an injected receive fault, next delivery)."""
+    faults = emulator.faults
+    emulator.call(lambda: faults.add(FaultRule("receive", "server-busy", entity="q", next_n=1)))
+    _send(client, "q", "later")  # wakes the link, which is then detached with the error
+
+
+@pytest.mark.skipif(
+    not SDK_HEARS_SETTLEMENT_ERRORS,
+    reason="7.14 settles blindly on the broken link and never falls back to $management",
+)
+def test_settling_by_lock_token_after_the_receiver_link_broke_is_accepted(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    """The SDK falls back to $management by lock token; the lock is still valid, so it works."""
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        _send(client, "q", "held")
+        with client.get_queue_receiver("q", max_wait_time=2, prefetch_count=5) as receiver:
+            (held,) = receiver.receive_messages(max_wait_time=2)
+            _break_receiver_link(emulator, client)
+            receiver.complete_message(held)
+        with client.get_queue_receiver("q") as browser:
+            assert [str(m) for m in browser.peek_messages(max_message_count=5)] == ["later"]
+
+
+@pytest.mark.skipif(
+    not SDK_HEARS_SETTLEMENT_ERRORS,
+    reason="7.14 settles blindly on the broken link and never falls back to $management",
+)
+async def test_async_settling_by_lock_token_after_the_receiver_link_broke_is_accepted(
+    emulator: ServiceBusEmulator, conn_str: str
+) -> None:
+    async with AsyncServiceBusClient.from_connection_string(conn_str) as client:
+        async with client.get_queue_sender("q") as sender:
+            await sender.send_messages(ServiceBusMessage("held"))
+        async with client.get_queue_receiver("q", max_wait_time=2, prefetch_count=5) as receiver:
+            (held,) = await receiver.receive_messages(max_wait_time=2)
+            with ServiceBusClient.from_connection_string(conn_str) as sync_client:
+                await asyncio.to_thread(_break_receiver_link, emulator, sync_client)
+            await receiver.dead_letter_message(held, reason="r")
+        async with client.get_queue_receiver("q") as browser:
+            assert [str(m) for m in await browser.peek_messages(max_message_count=5)] == ["later"]

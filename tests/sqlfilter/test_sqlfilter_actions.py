@@ -1,9 +1,11 @@
-"""Rule actions: SET / REMOVE on user and system properties, conversions, never raising."""
+"""Rule actions: SET / REMOVE on user and system properties, conversions; no value stops one."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from emulator.servicebus.sqlfilter import (
     SETTABLE_SYSTEM_PROPERTIES,
@@ -161,15 +163,20 @@ def test_settable_catalogue() -> None:
     assert set(SYSTEM_PROPERTIES) >= SETTABLE_SYSTEM_PROPERTIES
 
 
-def test_apply_never_raises_and_continues() -> None:
+def test_unknown_or_unassignable_values_do_not_stop_the_action() -> None:
     a = compile_action("SET a = b / 0; SET c = 1; SET d = p(1 + 1)")
     msg = MessageView(user={"b": 1})
     a.apply(msg)
     assert msg.user == {"b": 1, "a": None, "c": 1, "d": None}
-    a.apply(MessageView(system=None, user=None))  # type: ignore[arg-type]
     msg = MessageView(user={"b": object()})
     compile_action("SET a = b; SET c = 2").apply(msg)
     assert "a" not in msg.user and msg.user["c"] == 2
+
+
+def test_a_broken_view_reaches_the_caller() -> None:
+    """Nothing is swallowed: the broker's rule runner (core.rules) reports such errors."""
+    with pytest.raises(TypeError):
+        compile_action("SET c = 1").apply(MessageView(system=None, user=None))  # type: ignore[arg-type]
 
 
 def test_action_changes_only_the_given_copy() -> None:

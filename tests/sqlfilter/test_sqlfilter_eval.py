@@ -459,10 +459,13 @@ class _Exploding(dict[str, object]):
         raise RuntimeError("boom")
 
 
-def test_matches_never_raises() -> None:
+def test_a_broken_view_reaches_the_caller() -> None:
+    """Nothing is swallowed: the broker's rule runner (core.rules) reports such errors."""
     f = compile_filter("a = 1 OR sys.Label = 'x' OR a LIKE 'x' OR EXISTS(b)")
-    assert not f.matches(MessageView(system=_Exploding(), user=_Exploding()))
-    assert not f.matches(None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="boom"):
+        f.matches(MessageView(system=_Exploding(), user=_Exploding()))
+    with pytest.raises(AttributeError):
+        f.matches(None)  # type: ignore[arg-type]
 
 
 def test_weird_values_never_raise() -> None:

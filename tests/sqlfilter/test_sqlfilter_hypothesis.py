@@ -1,7 +1,9 @@
 """Property-based tests.
 
 1. The parser never crashes on arbitrary text: it compiles or raises SqlFilterError with a
-   position inside the text, and whatever compiles never raises when evaluated.
+   position inside the text, and whatever compiles never raises when evaluated. The
+   evaluator swallows no exception (errors are reported by ``core.rules``), so this checks
+   the evaluator itself, not a catch-all around it.
 2. The compiled evaluator agrees with a deliberately naive reference evaluator (a direct tree
    walk written here, sharing no code with the package) on generated expressions and
    property bags, for the full three-valued result (checked via ``e`` and ``NOT (e)``).

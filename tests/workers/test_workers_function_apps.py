@@ -18,6 +18,7 @@ from azurefunctions.extensions.bindings.servicebus import ServiceBusReceivedMess
 from uamqp.message import MessageProperties
 from workers_fakes import T0, FakeOutbox, ScriptedHandler, job_body
 
+from workers.common.clock import RemoteOffsetClock, SystemClock
 from workers.common.contracts import JobStatus, JobType, parse_job_message
 from workers.common.messaging import (
     MAX_DEADLETTER_DESCRIPTION,
@@ -31,6 +32,7 @@ from workers.common.runtime import HostProfile, JobWorkerRuntime, parse_timespan
 from workers.common.settings import SettingsError
 
 WORKERS = Path(__file__).resolve().parents[2] / "workers"
+APPS = ("video", "jobs", "notify")
 
 ENV = {
     "SERVICEBUS_CONNECTION": "Endpoint=sb://localhost/;SharedAccessKeyName=a;SharedAccessKey=b",
@@ -87,7 +89,8 @@ def test_workers_job_apps_index_explicit_settlement_triggers(
     indexed: dict[str, tuple[ModuleType, dict[str, Any]]], app: str, expected: dict[str, str]
 ) -> None:
     _, functions = indexed[app]
-    assert set(functions) == set(expected)
+    sweepers = {name.replace("Worker", "DeadLetterSweeper") for name in expected}
+    assert set(functions) == {*expected, *sweepers}
     for name, subscription in expected.items():
         trigger = _trigger(functions[name])
         assert trigger["type"] == "serviceBusTrigger"
@@ -98,6 +101,33 @@ def test_workers_job_apps_index_explicit_settlement_triggers(
         annotations = functions[name].get_user_function().__annotations__
         assert "ServiceBusReceivedMessage" in str(annotations["message"])
         assert "ServiceBusMessageActions" in str(annotations["message_actions"])
+
+
+@pytest.mark.parametrize(
+    ("app", "runtime", "function", "subscription"),
+    [
+        ("video", "VIDEO", "VideoAnalysisDeadLetterSweeper", "video-analysis"),
+        ("jobs", "CHAT", "ChatSuggestionsDeadLetterSweeper", "chat-suggestions"),
+        ("jobs", "CONTENT_SUGGEST", "ContentSuggestionsDeadLetterSweeper", "content-suggestions"),
+        ("jobs", "CONTENT_ANALYZE", "ContentAnalysisDeadLetterSweeper", "content-analysis"),
+    ],
+)
+def test_workers_each_job_subscription_has_a_dead_letter_sweeper_timer(
+    indexed: dict[str, tuple[ModuleType, dict[str, Any]]],
+    app: str,
+    runtime: str,
+    function: str,
+    subscription: str,
+) -> None:
+    module, functions = indexed[app]
+    timer = _trigger(functions[function])
+    assert (timer["type"], timer["schedule"]) == ("timerTrigger", "0 */1 * * * *")
+    assert timer.get("runOnStartup") in (None, False)
+    sweeper = getattr(module, runtime).sweeper
+    assert sweeper.subscription == subscription
+    assert (sweeper.peeker.topic, sweeper.peeker.subscription) == ("huntaze-jobs", subscription)
+    assert sweeper.guard is getattr(module, runtime).processor.guard
+    assert sweeper.clock is getattr(module, runtime).processor.clock
 
 
 def test_workers_notify_app_indexes_auto_complete_subscribers_and_timer(
@@ -221,6 +251,29 @@ def test_workers_app_import_fails_with_the_missing_settings_named(app: str) -> N
     assert "SERVICEBUS_CONNECTION" in str(info.value)
     assert "DATABASE_URL" in str(info.value)
     sys.modules.pop(f"workers.{app}.function_app", None)
+
+
+def test_workers_apps_read_time_from_workers_clock_url_when_set(
+    indexed: dict[str, tuple[ModuleType, dict[str, Any]]],
+) -> None:
+    """One clock per app, shared by every processor, store and notifier it builds."""
+    url = "http://127.0.0.1:9/control/clock"  # never read here: clients connect lazily
+    video, jobs, notify = (_import_app(a, {**ENV, "WORKERS_CLOCK_URL": url}) for a in APPS)
+    try:
+        clocks = [
+            video.VIDEO.processor.clock,
+            video.DEPS.store.clock,
+            *(r.processor.clock for r in (jobs.CHAT, jobs.CONTENT_SUGGEST, jobs.CONTENT_ANALYZE)),
+        ]
+        assert all(isinstance(c, RemoteOffsetClock) and c.url == url for c in clocks)
+        assert clocks[0] is clocks[1] and len({id(c) for c in clocks[2:]}) == 1
+        assert notify.WEBHOOK.clock is notify.DLQ.clock is notify.CLOCK
+        assert isinstance(notify.CLOCK, RemoteOffsetClock)
+    finally:
+        for app in APPS:
+            sys.modules.pop(f"workers.{app}.function_app", None)
+    module, _ = indexed["jobs"]  # without the setting: wall time, as against Azure
+    assert isinstance(module.CHAT.processor.clock, SystemClock)
 
 
 def test_workers_timespans() -> None:

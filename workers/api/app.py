@@ -24,24 +24,50 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from workers.common.clock import Clock, SystemClock
+from workers.api.requests import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    ROUTES,
+    ChatSuggestionsRequest,
+    ContentAnalysisRequest,
+    ContentSuggestionsRequest,
+    JobRoute,
+    Rejected,
+    VideoAnalysisRequest,
+    check_message_size,
+    decode_object,
+    idempotency_key,
+    read_body,
+    request_hash,
+    route_for,
+    validate,
+)
+from workers.common.clock import Clock, SystemClock, clock_from_settings
 from workers.common.contracts import (
     DEFAULT_DEADLINE_MS,
     TERMINAL_STATUSES,
     JobError,
     JobMessage,
-    JobType,
     job_application_properties,
 )
 from workers.common.db import make_engine
 from workers.common.idempotency import KeyValueStore, MemoryStore, RedisStore
-from workers.common.repository import JobRepository
+from workers.common.repository import IdempotencyKeyTaken, JobRecord, JobRepository
 from workers.common.runtime import SchemaGate
 from workers.common.settings import Role, Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ApiDeps",
+    "ChatSuggestionsRequest",
+    "ContentAnalysisRequest",
+    "ContentSuggestionsRequest",
+    "VideoAnalysisRequest",
+    "create_app",
+    "new_job_id",
+]
 
 CACHE_TTL_SECONDS = 3600.0
 
@@ -115,34 +141,6 @@ def new_job_id() -> str:
     return f"job_{int(time.time() * 1000)}_{suffix}"
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-    creatorId: str = Field(min_length=1, max_length=128)
-
-
-class VideoAnalysisRequest(_Request):
-    videoUrl: AnyHttpUrl
-    videoId: str | None = Field(default=None, max_length=200)
-
-
-class ChatSuggestionsRequest(_Request):
-    fanMessage: str = Field(min_length=1, max_length=4000)
-    context: Any = None
-
-
-class ContentSuggestionsRequest(_Request):
-    contentType: str = Field(min_length=1, max_length=200)
-    tone: str = Field(min_length=1, max_length=200)
-    topic: str | None = Field(default=None, max_length=500)
-
-
-class ContentAnalysisRequest(_Request):
-    contentId: str = Field(min_length=1, max_length=200)
-    contentType: str = Field(min_length=1, max_length=200)
-    contentUrl: AnyHttpUrl
-
-
 @dataclass
 class ApiDeps:
     repository: JobRepository
@@ -160,6 +158,9 @@ class ApiDeps:
         closer = getattr(self.sender, "aclose", None)
         if closer is not None:
             await closer()
+        clock_closer = getattr(self.clock, "close", None)
+        if clock_closer is not None:
+            clock_closer()
         await self.repository.engine.dispose()
 
 
@@ -190,60 +191,90 @@ def create_app(deps: ApiDeps) -> FastAPI:
             content={"error": "Invalid request", "details": _validation_details(exc)},
         )
 
-    async def enqueue(job_type: JobType, payload: dict[str, Any], creator_id: str, label: str):
-        await deps.schema.ensure()
+    def accepted(route: JobRoute, record: JobRecord | None, job_id: str) -> dict[str, Any]:
+        return {
+            "success": True,
+            "jobId": job_id,
+            "status": record.status.value if record else "pending",
+            "message": f"{route.label} job queued",
+        }
+
+    async def replay(route: JobRoute, key: str, digest: str) -> JSONResponse:
+        found = await deps.repository.by_idempotency_key(key)
+        if found is None:  # released by a failed enqueue in the meantime
+            raise Rejected(409, "Idempotency-Key in use", ["retry the request"])
+        record, stored = found
+        if stored != digest:
+            raise Rejected(
+                422,
+                "Idempotency-Key reused with a different request",
+                [f"{IDEMPOTENCY_HEADER} {key!r} was first used with another body or job type"],
+            )
+        return JSONResponse(accepted(route, record, record.id), headers={REPLAYED_HEADER: "true"})
+
+    async def enqueue(route: JobRoute, request: Request) -> Any:
+        """Every check runs before the first write; see `workers.api.requests`."""
+        key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        raw = await read_body(request.stream(), request.headers.get("content-length"))
+        data = decode_object(raw)
+        body = validate(route, data)
         job = JobMessage(
             job_id=deps.new_id(),
-            job_type=job_type,
-            creator_id=creator_id,
-            payload=payload,
+            job_type=route.job_type,
+            creator_id=body.creatorId,
+            payload=route.payload(body),
             attempt=0,
             created_at=deps.clock.now(),
-            deadline_ms=DEFAULT_DEADLINE_MS[job_type],
+            deadline_ms=DEFAULT_DEADLINE_MS[route.job_type],
         )
-        await deps.repository.create_pending(job, deps.clock.now())
+        wire = job.to_wire()
+        check_message_size(json.dumps(wire).encode())
+        await deps.schema.ensure()
+        digest = request_hash(route, data) if key else None
+        if key and digest and await deps.repository.by_idempotency_key(key):
+            return await replay(route, key, digest)
         try:
-            await deps.sender.send(job.to_wire(), job_application_properties(job))
+            await deps.repository.create_pending(
+                job, deps.clock.now(), idempotency_key=key, request_hash=digest
+            )
+        except IdempotencyKeyTaken:  # an identical POST won the race
+            assert key is not None and digest is not None
+            return await replay(route, key, digest)
+        try:
+            await deps.sender.send(wire, job_application_properties(job))
         except Exception as exc:
             log.exception("failed to queue %s", job.job_id)
             await deps.repository.fail(
                 job.job_id, JobError(code="ENQUEUE_FAILED", message=str(exc)), deps.clock.now()
             )
+            if key is not None:  # nothing was queued: a retry under this key may succeed
+                await deps.repository.release_idempotency_key(job.job_id)
             return JSONResponse(
                 status_code=500, content={"error": "Failed to queue job", "details": str(exc)}
             )
-        return {
-            "success": True,
-            "jobId": job.job_id,
-            "status": "pending",
-            "message": f"{label} job queued",
-        }
+        return accepted(route, None, job.job_id)
 
-    def payload_of(body: BaseModel) -> dict[str, Any]:
-        return body.model_dump(mode="json", exclude={"creatorId"}, exclude_none=True)
+    def register(route: JobRoute) -> None:
+        async def post(request: Request) -> Any:
+            try:
+                return await enqueue(route, request)
+            except Rejected as exc:
+                return JSONResponse(status_code=exc.status, content=exc.body)
 
-    @app.post("/api/jobs/video-analysis", response_model=None)
-    async def video_analysis(body: VideoAnalysisRequest) -> Any:
-        return await enqueue(
-            JobType.VIDEO_ANALYSIS, payload_of(body), body.creatorId, "Video analysis"
-        )
+        post.__name__ = route.name.replace("-", "_")
+        app.post(f"/api/jobs/{route.name}", response_model=None, name=route.name)(post)
 
-    @app.post("/api/jobs/chat-suggestions", response_model=None)
-    async def chat_suggestions(body: ChatSuggestionsRequest) -> Any:
-        payload = {"fanMessage": body.fanMessage, "context": body.context}
-        return await enqueue(JobType.CHAT_SUGGEST, payload, body.creatorId, "Chat suggestions")
+    for job_route in ROUTES.values():
+        register(job_route)
 
-    @app.post("/api/jobs/content-suggestions", response_model=None)
-    async def content_suggestions(body: ContentSuggestionsRequest) -> Any:
-        return await enqueue(
-            JobType.CONTENT_SUGGEST, payload_of(body), body.creatorId, "Content suggestions"
-        )
-
-    @app.post("/api/jobs/content-analysis", response_model=None)
-    async def content_analysis(body: ContentAnalysisRequest) -> Any:
-        return await enqueue(
-            JobType.CONTENT_ANALYZE, payload_of(body), body.creatorId, "Content analysis"
-        )
+    @app.post("/api/jobs/{name}", response_model=None)
+    async def unknown_job_type(name: str) -> Any:
+        """Without this, the GET route's path answers 405 for `POST /api/jobs/<typo>`."""
+        try:
+            route_for(name)
+        except Rejected as exc:
+            return JSONResponse(status_code=exc.status, content=exc.body)
+        raise AssertionError(f"{name} has its own route")  # pragma: no cover
 
     async def job_status(job_id: str) -> Any:
         key = f"{deps.cache_prefix}api:job:{job_id}"
@@ -284,15 +315,17 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
 
 def deps_from_settings(settings: Settings) -> ApiDeps:
+    clock = clock_from_settings(settings)
     cache: KeyValueStore
     if settings.redis_url.startswith("memory://"):
-        cache = MemoryStore(SystemClock())
+        cache = MemoryStore(clock)
     else:
         cache = RedisStore.from_url(settings.redis_url)
     return ApiDeps(
         repository=JobRepository(make_engine(settings.database_url)),
         sender=ServiceBusJobSender(settings.servicebus_connection_send, settings.topic_jobs),
         cache=cache,
+        clock=clock,
         cache_prefix=settings.redis_key_prefix,
     )
 

@@ -1,4 +1,10 @@
-"""Injectable time so retry scheduling and deadlines are testable without sleeping."""
+"""Injectable time so retry scheduling and deadlines are testable without sleeping.
+
+Two clocks serve the apps: `SystemClock` against a real namespace, and `RemoteOffsetClock`
+when something else owns "now" (under the harness, the emulator's movable clock). Which
+one an app gets is `clock_from_settings`' decision, from `WORKERS_CLOCK_URL`.
+`RemoteOffsetClock` lives in `functions_shared`, since the local host follows the same clock.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,23 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from functions_shared.offset_clock import ClockReadError, RemoteOffsetClock
+
+if TYPE_CHECKING:
+    from workers.common.settings import Settings
+
+__all__ = [
+    "Clock",
+    "ClockReadError",
+    "RemoteOffsetClock",
+    "Sleeper",
+    "SystemClock",
+    "clock_from_settings",
+    "ensure_utc",
+    "real_sleep",
+]
 
 Sleeper = Callable[[float], Awaitable[None]]
 """An awaitable sleep; the processor's soft-timeout watchdog awaits it (tests inject one)."""
@@ -28,6 +50,13 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+def clock_from_settings(settings: Settings) -> Clock:
+    """The broker's clock when the settings name a clock service, else the system's."""
+    if settings.clock_url:
+        return RemoteOffsetClock(settings.clock_url)
+    return SystemClock()
 
 
 async def real_sleep(seconds: float) -> None:

@@ -150,6 +150,13 @@ class IdempotencyGuard:
         except RedisError as exc:
             log.warning("could not cache final status of %s: %s", job_id, exc)
 
+    async def forget_finished(self, job_id: str, status: JobStatus) -> None:
+        """Drop the cached final status of a job a replay restarted (only if still `status`)."""
+        try:
+            await self.store.delete_if_equals(self._final_key(job_id), status.value)
+        except RedisError as exc:
+            log.warning("could not forget final status of %s: %s", job_id, exc)
+
     async def acquire(self, job_id: str, token: str, ttl_seconds: float) -> bool:
         try:
             return await self.store.set(self._lease_key(job_id), token, ttl_seconds, only_new=True)

@@ -9,6 +9,7 @@ implementations use the azure-servicebus SDK (async client) and, for settlement,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -75,6 +76,13 @@ class ReceivedJob:
     message_id: str | None = None
     delivery_count: int | None = None
     enqueued_time_utc: datetime | None = None
+
+    def without_property(self, name: str) -> ReceivedJob:
+        """This delivery minus one application property (what its retry copies carry)."""
+        if name not in self.application_properties:
+            return self
+        properties = {k: v for k, v in self.application_properties.items() if k != name}
+        return dataclasses.replace(self, application_properties=properties)
 
 
 def message_body_bytes(message: Any) -> bytes:

@@ -14,6 +14,17 @@ Order of effects for one delivery (each step happens only if the previous succee
    `processing`: a job is marked failed only when it will not be retried);
    otherwise: DB `failed` → `failed` event → dead-letter with reason and description.
 
+A copy sent by `harness dlq replay` carries `x-replay-of` (REPLAY_MARKER): for a `failed` or
+`timeout` job it is a request to run again, so the job restarts at attempt 0 (the ended run
+kept in its history; `replay_action`); a `completed` job stays completed and the copy is a
+duplicate. The restart is a conditional UPDATE taken under the run lease, so two copies of
+one replay never both run; retry copies of the re-run drop the marker (they are ordinary
+attempts).
+
+A job that reached its end meanwhile (the dead-letter sweeper, `deadletters.py`, ended it
+from another copy's dead letter) gets no further event: the guarded UPDATE finds it
+finished, and the run publishes nothing and completes its message.
+
 If our own storage or messaging fails, the message is abandoned (redelivered by Service
 Bus) and nothing is marked failed: settlement happens only after the writes succeeded.
 """
@@ -32,6 +43,7 @@ from typing import Any
 from workers.common.ai_client import ChatCompletion
 from workers.common.clock import Clock, Sleeper, SystemClock, real_sleep
 from workers.common.contracts import (
+    TERMINAL_STATUSES,
     AICostEvent,
     EventMessage,
     InvalidMessage,
@@ -58,6 +70,36 @@ from workers.common.retry import RetryPolicy, policy_for
 log = logging.getLogger(__name__)
 
 INVALID_PAYLOAD_REASON = ErrorCode.INVALID_PAYLOAD.value
+REPLAY_MARKER = "x-replay-of"
+"""Application property `harness dlq replay` stamps on a copy (which dead letter it is)."""
+_REPLAYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMEOUT})
+
+
+class ReplayAction(StrEnum):
+    """What a delivery does about the replay marker it may carry."""
+
+    NORMAL = "normal"  # no marker, or the job is open/new: the usual path
+    RESTART = "restart"  # a failed/timeout job runs again from attempt 0
+    RESUME = "resume"  # this replay restarted the job: the copy is its attempt 0 again
+    DUPLICATE = "duplicate"  # completed, or this very replay ran it to its end already
+
+
+def replay_marker(properties: Mapping[str, Any]) -> str | None:
+    value = properties.get(REPLAY_MARKER)
+    return str(value) if value not in (None, "") else None
+
+
+def replay_action(
+    marker: str | None, status: JobStatus | None, last_replay: str | None
+) -> ReplayAction:
+    """The pure decision for a delivery carrying `marker`, given the job's row."""
+    if marker is None or status is None:
+        return ReplayAction.NORMAL
+    if status not in TERMINAL_STATUSES:
+        return ReplayAction.RESUME if marker == last_replay else ReplayAction.NORMAL
+    if status in _REPLAYABLE and marker != last_replay:
+        return ReplayAction.RESTART
+    return ReplayAction.DUPLICATE
 
 
 class Outcome(StrEnum):
@@ -91,10 +133,10 @@ class _RunContext:
         self.check_deadline()
         now = self.processor.clock.now()
         try:
-            await self.processor.repository.set_progress(self.job.job_id, percent, now)
-            await self.processor.publisher.publish(
-                self.processor.event(self.job, JobStatus.PROCESSING, progress=percent)
-            )
+            if await self.processor.repository.set_progress(self.job.job_id, percent, now):
+                await self.processor.publisher.publish(
+                    self.processor.event(self.job, JobStatus.PROCESSING, progress=percent)
+                )
         except Exception as exc:
             raise InfrastructureError(f"progress {percent} of {self.job.job_id}: {exc}") from exc
 
@@ -201,7 +243,8 @@ class JobProcessor:
     async def _process_valid(
         self, job: JobMessage, received: ReceivedJob, settler: Settler
     ) -> Outcome:
-        if await self.guard.finished_status(job.job_id):
+        marker = replay_marker(received.application_properties)
+        if marker is None and await self.guard.finished_status(job.job_id):
             log.info("job %s already finished; completing duplicate delivery", job.job_id)
             await settler.complete()
             return Outcome.DUPLICATE
@@ -223,6 +266,35 @@ class JobProcessor:
     async def _run_leased(
         self, job: JobMessage, received: ReceivedJob, settler: Settler
     ) -> Outcome:
+        marker = replay_marker(received.application_properties)
+        if marker is not None:
+            record = await self.repository.get(job.job_id)
+            action = replay_action(
+                marker, record.status if record else None, record.replay_of if record else None
+            )
+            if action is ReplayAction.RESTART:
+                assert record is not None
+                # The cached final status would make the re-run's retry copies duplicates.
+                await self.guard.forget_finished(job.job_id, record.status)
+                if not await self.repository.restart_for_replay(
+                    job.job_id, marker, self.clock.now()
+                ):
+                    action = ReplayAction.DUPLICATE  # another copy claimed it first
+            if action is ReplayAction.DUPLICATE:
+                if record and record.status in TERMINAL_STATUSES:
+                    await self.guard.mark_finished(job.job_id, record.status)
+                log.info("replayed copy of job %s is a duplicate; completing", job.job_id)
+                await settler.complete()
+                return Outcome.DUPLICATE
+            if action is ReplayAction.RESTART:
+                assert record is not None
+                await self.guard.forget_finished(job.job_id, record.status)  # raced a reader
+                log.info("job %s restarted at attempt 0 by replay %s", job.job_id, marker)
+            if action in (ReplayAction.RESTART, ReplayAction.RESUME):
+                # A redelivered replay copy (RESUME) runs only if the re-run has not moved
+                # past attempt 0; otherwise start_attempt finds it stale.
+                job = job.model_copy(update={"attempt": 0})
+            received = received.without_property(REPLAY_MARKER)
         start = await self.repository.start_attempt(job, self.clock.now())
         if start is StartResult.FINISHED:
             record = await self.repository.get(job.job_id)
@@ -253,7 +325,8 @@ class JobProcessor:
             return await self._fail_or_retry(job, received, settler, error)
 
         now = self.clock.now()
-        await self.repository.complete(job.job_id, result, now)
+        if not await self.repository.complete(job.job_id, result, now):
+            return await self._ended_elsewhere(job, settler)
         await self.publisher.publish(
             self.event(job, JobStatus.COMPLETED, progress=100, result=result)
         )
@@ -313,10 +386,26 @@ class JobProcessor:
                 decision.delay_seconds,
             )
             return Outcome.RETRY_SCHEDULED
-        await self.repository.fail(job.job_id, error.to_job_error(), now)
+        if not await self.repository.fail(job.job_id, error.to_job_error(), now):
+            return await self._ended_elsewhere(job, settler)
         await self.publisher.publish(self.event(job, JobStatus.FAILED, error=error))
         await self.guard.mark_finished(job.job_id, JobStatus.FAILED)
         description = f"{error.message} ({decision.reason}; attempt {job.attempt})"
         await settler.dead_letter(error.code.value, description[:MAX_DEADLETTER_DESCRIPTION])
         log.error("job %s failed: %s", job.job_id, description)
         return Outcome.DEAD_LETTERED
+
+    async def _ended_elsewhere(self, job: JobMessage, settler: Settler) -> Outcome:
+        """The job reached its end while this run worked (the dead-letter sweeper ended it):
+        its final event is out already, so this run publishes nothing and settles."""
+        record = await self.repository.get(job.job_id)
+        if record is not None:
+            await self.guard.mark_finished(job.job_id, record.status)
+        log.warning(
+            "job %s ended (%s) during attempt %s; its result is dropped",
+            job.job_id,
+            record.status.value if record else "missing",
+            job.attempt,
+        )
+        await settler.complete()
+        return Outcome.DUPLICATE

@@ -7,6 +7,7 @@ runs racing on the same job cannot move a finished job back to `processing` or f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workers.common.clock import ensure_utc
@@ -21,6 +23,11 @@ from workers.common.contracts import JobError, JobMessage, JobStatus
 from workers.common.db import AICostMetric, Creator, Job, JobTypeMetric
 
 _OPEN = (JobStatus.PENDING.value, JobStatus.PROCESSING.value)
+_REPLAYABLE = (JobStatus.FAILED.value, JobStatus.TIMEOUT.value)
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another job already holds this `Idempotency-Key` (a concurrent identical POST)."""
 
 
 class StartResult(StrEnum):
@@ -42,6 +49,8 @@ class JobRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    replay_of: str | None = None
+    history: tuple[dict[str, Any], ...] = ()
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -80,6 +89,8 @@ def _record(row: Any) -> JobRecord:
         created_at=ensure_utc(row.created_at),
         updated_at=ensure_utc(row.updated_at),
         finished_at=ensure_utc(row.finished_at) if row.finished_at else None,
+        replay_of=row.replay_of,
+        history=tuple(row.history or ()),
     )
 
 
@@ -98,22 +109,52 @@ class JobRepository:
             return sqlite.insert(table)
         raise NotImplementedError(f"unsupported database dialect {dialect}")
 
-    async def create_pending(self, job: JobMessage, now: datetime) -> None:
-        """Insert the job row as `pending` (the API does this before sending)."""
+    async def create_pending(
+        self,
+        job: JobMessage,
+        now: datetime,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> None:
+        """Insert the job row as `pending` (the API does this before sending).
+
+        Raises IdempotencyKeyTaken when `idempotency_key` is already some job's key.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(Job).values(
+                        id=job.job_id,
+                        job_type=job.job_type.value,
+                        creator_id=job.creator_id,
+                        status=JobStatus.PENDING.value,
+                        progress=0,
+                        attempt=job.attempt,
+                        payload=job.payload,
+                        deadline_ms=job.deadline_ms,
+                        created_at=job.created_at,
+                        updated_at=now,
+                        idempotency_key=idempotency_key,
+                        request_hash=request_hash,
+                    )
+                )
+        except IntegrityError:
+            if idempotency_key is not None and await self.by_idempotency_key(idempotency_key):
+                raise IdempotencyKeyTaken(idempotency_key) from None
+            raise
+
+    async def by_idempotency_key(self, key: str) -> tuple[JobRecord, str | None] | None:
+        """The job created under `key` and the hash of the request that created it."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Job).where(Job.idempotency_key == key))).first()
+        return (_record(row), row.request_hash) if row else None
+
+    async def release_idempotency_key(self, job_id: str) -> None:
+        """Forget the key of a job that was never queued, so a retry may use it again."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                insert(Job).values(
-                    id=job.job_id,
-                    job_type=job.job_type.value,
-                    creator_id=job.creator_id,
-                    status=JobStatus.PENDING.value,
-                    progress=0,
-                    attempt=job.attempt,
-                    payload=job.payload,
-                    deadline_ms=job.deadline_ms,
-                    created_at=job.created_at,
-                    updated_at=now,
-                )
+                update(Job).where(Job.id == job_id).values(idempotency_key=None, request_hash=None)
             )
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -160,6 +201,50 @@ class JobRepository:
         if row.status in _OPEN:
             return StartResult.STALE
         return StartResult.FINISHED
+
+    async def restart_for_replay(self, job_id: str, replay_of: str, now: datetime) -> bool:
+        """Claim a `failed`/`timeout` job for the replayed copy `replay_of`: back to
+        `processing` at attempt 0, the ended run appended to `history`.
+
+        One conditional UPDATE (status still failed/timeout, not restarted by this replay
+        already), so of two copies racing only one wins; False for the loser, for a job that
+        is open or completed, and for a second delivery of the same replay.
+        """
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(select(Job).where(Job.id == job_id).with_for_update())
+            ).first()
+            if row is None or row.status not in _REPLAYABLE or row.replay_of == replay_of:
+                return False
+            ended = {
+                "attempt": row.attempt,
+                "status": row.status,
+                "error": row.error,
+                "startedAt": row.started_at.isoformat() if row.started_at else None,
+                "finishedAt": row.finished_at.isoformat() if row.finished_at else None,
+                "replayOf": row.replay_of,
+            }
+            result = await conn.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status.in_(_REPLAYABLE),
+                    (Job.replay_of.is_(None)) | (Job.replay_of != replay_of),
+                )
+                .values(
+                    status=JobStatus.PROCESSING.value,
+                    attempt=0,
+                    progress=0,
+                    result=None,
+                    error=None,
+                    started_at=now,
+                    finished_at=None,
+                    updated_at=now,
+                    replay_of=replay_of,
+                    history=[*(row.history or ()), ended],
+                )
+            )
+        return result.rowcount == 1
 
     async def set_progress(self, job_id: str, progress: int, now: datetime) -> bool:
         """Progress only moves forward, and only while processing."""
@@ -216,6 +301,71 @@ class JobRepository:
                 update(Job).where(Job.id == job_id, Job.status.in_(_OPEN)).values(**values)
             )
         return res.rowcount == 1
+
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Current status of each of `job_ids` that has a row."""
+        if not job_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(Job.id, Job.status).where(Job.id.in_(set(job_ids))))
+        return {row.id: JobStatus(row.status) for row in rows}
+
+    async def end_open_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        error: JobError,
+        now: datetime,
+        *,
+        max_attempt: int | None = None,
+        seed: JobMessage | None = None,
+        before_commit: Callable[[JobRecord], Awaitable[None]] | None = None,
+    ) -> JobRecord | None:
+        """End a job still open (and not past `max_attempt`) from outside the processor.
+
+        `seed` creates the row first if there is none. `before_commit` runs with the ended
+        row inside the transaction (the sweeper publishes the final event there): if it
+        raises, nothing is changed. None when the job was not open or has moved on to a
+        later attempt: a second call changes nothing, so callers may repeat it freely.
+        """
+        conditions = [Job.id == job_id, Job.status.in_(_OPEN)]
+        if max_attempt is not None:
+            conditions.append(Job.attempt <= max_attempt)
+        async with self.engine.begin() as conn:
+            if seed is not None:
+                await conn.execute(
+                    self._upsert(Job)
+                    .values(
+                        id=seed.job_id,
+                        job_type=seed.job_type.value,
+                        creator_id=seed.creator_id,
+                        status=JobStatus.PENDING.value,
+                        progress=0,
+                        attempt=seed.attempt,
+                        payload=seed.payload,
+                        deadline_ms=seed.deadline_ms,
+                        created_at=seed.created_at,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                )
+            result = await conn.execute(
+                update(Job)
+                .where(*conditions)
+                .values(
+                    status=status.value,
+                    error=error.to_wire(),
+                    result=None,
+                    updated_at=now,
+                    finished_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            record = _record((await conn.execute(select(Job).where(Job.id == job_id))).one())
+            if before_commit is not None:
+                await before_commit(record)
+        return record
 
     async def upsert_creator(self, creator: CreatorRecord) -> None:
         values = {

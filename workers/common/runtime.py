@@ -19,9 +19,16 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from functions_shared.hostjson import apply_overrides, parse_timespan
 from workers.common.ai_client import AIClient, ModelRoute
-from workers.common.contracts import JobType
+from workers.common.clock import Clock, clock_from_settings
+from workers.common.contracts import SUBSCRIPTION_FOR_JOB_TYPE, JobType
 from workers.common.db import create_schema, make_engine
+from workers.common.deadletters import (
+    DeadLetterSweeper,
+    ServiceBusDeadLetterPeeker,
+    SweepReport,
+)
 from workers.common.handlers import (
     ChatSuggestHandler,
     ContentAnalyzeHandler,
@@ -29,7 +36,6 @@ from workers.common.handlers import (
     JobHandler,
     VideoAnalysisHandler,
 )
-from workers.common.hostjson import apply_overrides, parse_timespan
 from workers.common.idempotency import IdempotencyGuard, KeyValueStore, MemoryStore, RedisStore
 from workers.common.messaging import (
     MessageActionsSettler,
@@ -119,14 +125,14 @@ class SharedDeps:
     outbox: ServiceBusOutbox
     ai: AIClient
     schema: SchemaGate
+    clock: Clock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SharedDeps:
+        clock = clock_from_settings(settings)
         store: KeyValueStore
         if settings.redis_url.startswith("memory://"):
-            from workers.common.clock import SystemClock
-
-            store = MemoryStore(SystemClock())
+            store = MemoryStore(clock)
         else:
             store = RedisStore.from_url(settings.redis_url)
         repository = JobRepository(make_engine(settings.database_url))
@@ -144,6 +150,7 @@ class SharedDeps:
                 api_version=settings.ai_api_version,
                 timeout_seconds=settings.ai_timeout_seconds,
             ),
+            clock=clock,
         )
 
     async def ensure_schema(self) -> None:
@@ -162,26 +169,52 @@ def build_handler(job_type: JobType, deps: SharedDeps) -> JobHandler:
 
 
 class JobWorkerRuntime:
-    """One subscription's processor plus the adapter from the SDK-type binding."""
+    """One subscription's processor plus the adapter from the SDK-type binding, and the
+    sweeper that ends the jobs of that subscription's dead letters."""
 
-    def __init__(self, processor: JobProcessor, deps: SharedDeps | None = None) -> None:
+    def __init__(
+        self,
+        processor: JobProcessor,
+        deps: SharedDeps | None = None,
+        sweeper: DeadLetterSweeper | None = None,
+    ) -> None:
         self.processor = processor
         self.deps = deps
+        self.sweeper = sweeper
 
     @classmethod
     def build(cls, job_type: JobType, deps: SharedDeps, profile: HostProfile) -> JobWorkerRuntime:
+        guard = IdempotencyGuard(deps.store, deps.repository, prefix=deps.settings.redis_key_prefix)
         processor = JobProcessor(
             {job_type: build_handler(job_type, deps)},
             repository=deps.repository,
-            guard=IdempotencyGuard(
-                deps.store, deps.repository, prefix=deps.settings.redis_key_prefix
-            ),
+            guard=guard,
             publisher=deps.outbox,
             scheduler=deps.outbox,
+            clock=deps.clock,
             run_budget_seconds=profile.run_budget,
             lease_ttl_seconds=profile.lease_ttl,
         )
-        return cls(processor, deps)
+        subscription = SUBSCRIPTION_FOR_JOB_TYPE[job_type]
+        sweeper = DeadLetterSweeper(
+            subscription,
+            ServiceBusDeadLetterPeeker.from_connection_string(
+                deps.settings.servicebus_connection, deps.settings.topic_jobs, subscription
+            ),
+            deps.repository,
+            deps.outbox,
+            guard=guard,
+            clock=deps.clock,
+        )
+        return cls(processor, deps, sweeper)
+
+    async def sweep_dead_letters(self) -> SweepReport | None:
+        """Entry point of the subscription's dead-letter sweeper timer."""
+        if self.sweeper is None:
+            return None
+        if self.deps is not None:
+            await self.deps.ensure_schema()
+        return await self.sweeper.sweep()
 
     async def handle(self, message: Any, actions: Any) -> Outcome | None:
         """Entry point of a trigger: `ServiceBusReceivedMessage` + `ServiceBusMessageActions`."""

@@ -90,6 +90,12 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     dlq_warning_threshold: int = 0
     dlq_critical_threshold: int = 10
+    # Operator channels for the DLQ monitor's alert.dlq (empty: not delivered there).
+    ops_alert_webhook_url: str = ""
+    ops_alert_emails: tuple[str, ...] = ()
+    # A service answering {"offset_seconds": N} whose clock the apps follow (the harness
+    # points it at the emulator's control API). Empty: wall time, as against Azure.
+    clock_url: str = ""
 
     @property
     def chat_endpoint(self) -> str:
@@ -135,6 +141,18 @@ def _check_connection_string(name: str, value: str, invalid: list[str]) -> None:
         invalid.append(f"{name} is not a Service Bus connection string (no Endpoint=)")
 
 
+def _emails(role: Role, env: Mapping[str, str], invalid: list[str]) -> tuple[str, ...]:
+    """`OPS_ALERT_EMAIL`: comma-separated addresses; mailing them needs `SMTP_HOST`."""
+    raw = env.get("OPS_ALERT_EMAIL", "").strip()
+    addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
+    bad = [a for a in addresses if a.count("@") != 1 or " " in a or a.startswith("@")]
+    if bad:
+        invalid.append(f"OPS_ALERT_EMAIL has invalid addresses: {', '.join(bad)}")
+    if addresses and role is Role.NOTIFY and not env.get("SMTP_HOST", "").strip():
+        invalid.append("OPS_ALERT_EMAIL needs SMTP_HOST to send the alerts")
+    return addresses
+
+
 def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings of `role`; raise SettingsError naming every problem."""
     env = os.environ if env is None else env
@@ -166,6 +184,8 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         "AZURE_PHI4_ENDPOINT",
     ):
         _check_url(name, get(name), ("http", "https"), invalid)
+    _check_url("OPS_ALERT_WEBHOOK_URL", get("OPS_ALERT_WEBHOOK_URL"), ("http", "https"), invalid)
+    _check_url("WORKERS_CLOCK_URL", get("WORKERS_CLOCK_URL"), ("http", "https"), invalid)
 
     settings = Settings(
         role=role,
@@ -199,6 +219,9 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 5.0, invalid),
         dlq_warning_threshold=_int(env, "DLQ_WARNING_THRESHOLD", 0, invalid),
         dlq_critical_threshold=_int(env, "DLQ_CRITICAL_THRESHOLD", 10, invalid),
+        ops_alert_webhook_url=get("OPS_ALERT_WEBHOOK_URL"),
+        ops_alert_emails=_emails(role, env, invalid),
+        clock_url=get("WORKERS_CLOCK_URL"),
     )
     if missing or invalid:
         raise SettingsError(role, missing, invalid)

@@ -2,6 +2,8 @@
 
 One trigger per subscription of the jobs topic; each processor accepts only its own job
 type, so a mis-routed message is dead-lettered as INVALID_PAYLOAD instead of mis-handled.
+A timer per subscription sweeps its dead-letter queue (peek only) and ends the jobs the
+broker dead-lettered on its own (TTL, MaxDeliveryCount): see `workers.common.deadletters`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.servicebus as servicebus
 
 from workers.common.contracts import JobType
+from workers.common.deadletters import SWEEP_SCHEDULE
 from workers.common.runtime import HostProfile, JobWorkerRuntime, SharedDeps
 from workers.common.settings import Role, load_settings
 
@@ -68,3 +71,21 @@ async def content_analysis_worker(
     message_actions: servicebus.ServiceBusMessageActions,
 ) -> None:
     await CONTENT_ANALYZE.handle(message, message_actions)
+
+
+@app.function_name("ChatSuggestionsDeadLetterSweeper")
+@app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
+async def chat_suggestions_dead_letter_sweeper(timer: func.TimerRequest) -> None:
+    await CHAT.sweep_dead_letters()
+
+
+@app.function_name("ContentSuggestionsDeadLetterSweeper")
+@app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
+async def content_suggestions_dead_letter_sweeper(timer: func.TimerRequest) -> None:
+    await CONTENT_SUGGEST.sweep_dead_letters()
+
+
+@app.function_name("ContentAnalysisDeadLetterSweeper")
+@app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
+async def content_analysis_dead_letter_sweeper(timer: func.TimerRequest) -> None:
+    await CONTENT_ANALYZE.sweep_dead_letters()

@@ -1,7 +1,9 @@
 """Notification app (host.json profile "notifications"): events-topic subscribers + DLQ triage.
 
 Auto-complete is on: handlers never raise (failures are logged and counted), so a failed
-notification never dead-letters its event.
+notification never dead-letters its event. The DLQ monitor's `alert.dlq` reaches every
+subscription (the events topic has no filters); the webhook and email workers deliver it
+to the operators (`OPS_ALERT_WEBHOOK_URL`, `OPS_ALERT_EMAIL`), see `workers.common.alerts`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from pathlib import Path
 import azure.functions as func
 import httpx
 
+from workers.common.alerts import OpsEmailAlerter, OpsWebhookAlerter, is_dlq_alert
+from workers.common.clock import clock_from_settings
 from workers.common.db import make_engine
 from workers.common.dlq import DlqMonitor, ServiceBusDlqInspector
 from workers.common.messaging import ServiceBusOutbox
@@ -27,14 +31,15 @@ from workers.common.runtime import SchemaGate
 from workers.common.settings import Role, load_settings
 
 SETTINGS = load_settings(Role.NOTIFY)
+CLOCK = clock_from_settings(SETTINGS)
 REPOSITORY = JobRepository(make_engine(SETTINGS.database_url))
 SCHEMA = SchemaGate(REPOSITORY.engine)
 COUNTER = FailureCounter()
 OUTBOX = ServiceBusOutbox.from_connection_string(
     SETTINGS.servicebus_connection, SETTINGS.topic_jobs, SETTINGS.topic_events
 )
-EMAIL = EmailNotifier(
-    REPOSITORY,
+TEMPLATES = Path(__file__).with_name("templates")
+MAILER = (
     SmtpMailer(
         SETTINGS.smtp_host,
         SETTINGS.smtp_port,
@@ -43,17 +48,27 @@ EMAIL = EmailNotifier(
         SETTINGS.smtp_starttls,
     )
     if SETTINGS.smtp_host
-    else None,
-    Path(__file__).with_name("templates"),
-    SETTINGS.smtp_from,
+    else None
+)
+EMAIL = EmailNotifier(REPOSITORY, MAILER, TEMPLATES, SETTINGS.smtp_from, COUNTER)
+HTTP = httpx.AsyncClient()
+OPS_EMAIL = OpsEmailAlerter(
+    SETTINGS.ops_alert_emails, MAILER, TEMPLATES, SETTINGS.smtp_from, COUNTER
+)
+OPS_WEBHOOK = OpsWebhookAlerter(
+    SETTINGS.ops_alert_webhook_url,
+    HTTP,
     COUNTER,
+    secret=SETTINGS.webhook_signing_secret,
+    timeout_seconds=SETTINGS.webhook_timeout_seconds,
 )
 WEBHOOK = WebhookNotifier(
     REPOSITORY,
-    httpx.AsyncClient(),
+    HTTP,
     COUNTER,
     default_secret=SETTINGS.webhook_signing_secret,
     timeout_seconds=SETTINGS.webhook_timeout_seconds,
+    clock=CLOCK,
 )
 METRICS = MetricsRecorder(REPOSITORY, COUNTER)
 DLQ = DlqMonitor(
@@ -66,6 +81,7 @@ DLQ = DlqMonitor(
     SETTINGS.topic_jobs,
     warning_threshold=SETTINGS.dlq_warning_threshold,
     critical_threshold=SETTINGS.dlq_critical_threshold,
+    clock=CLOCK,
 )
 
 app = func.FunctionApp()
@@ -98,8 +114,12 @@ def notify_signalr_worker(message: func.ServiceBusMessage, signalr: func.Out[str
     connection="SERVICEBUS_CONNECTION",
 )
 async def notify_email_worker(message: func.ServiceBusMessage) -> None:
+    body, properties = message.get_body(), message.application_properties
+    if is_dlq_alert(body, properties):
+        await OPS_EMAIL.handle(body, properties)
+        return
     await SCHEMA.ensure()
-    await EMAIL.handle(message.get_body(), message.application_properties)
+    await EMAIL.handle(body, properties)
 
 
 @app.function_name("NotifyWebhookWorker")
@@ -110,8 +130,12 @@ async def notify_email_worker(message: func.ServiceBusMessage) -> None:
     connection="SERVICEBUS_CONNECTION",
 )
 async def notify_webhook_worker(message: func.ServiceBusMessage) -> None:
+    body, properties = message.get_body(), message.application_properties
+    if is_dlq_alert(body, properties):
+        await OPS_WEBHOOK.handle(body, properties)
+        return
     await SCHEMA.ensure()
-    await WEBHOOK.handle(message.get_body(), message.application_properties)
+    await WEBHOOK.handle(body, properties)
 
 
 @app.function_name("MetricsWorker")

@@ -1,7 +1,9 @@
 """Video worker app (host.json profile "video"): `video.analysis` jobs.
 
 Thin adapter: the trigger hands the SDK-type message and its settlement actions to the
-shared processor, which settles explicitly (`autoCompleteMessages: false`).
+shared processor, which settles explicitly (`autoCompleteMessages: false`). A timer
+sweeps the subscription's dead-letter queue (peek only) and ends the jobs the broker
+dead-lettered on its own (TTL, MaxDeliveryCount): see `workers.common.deadletters`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.servicebus as servicebus
 
 from workers.common.contracts import JobType
+from workers.common.deadletters import SWEEP_SCHEDULE
 from workers.common.runtime import HostProfile, JobWorkerRuntime, SharedDeps
 from workers.common.settings import Role, load_settings
 
@@ -36,3 +39,9 @@ async def video_analysis_worker(
     message_actions: servicebus.ServiceBusMessageActions,
 ) -> None:
     await VIDEO.handle(message, message_actions)
+
+
+@app.function_name("VideoAnalysisDeadLetterSweeper")
+@app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False)
+async def video_analysis_dead_letter_sweeper(timer: func.TimerRequest) -> None:
+    await VIDEO.sweep_dead_letters()

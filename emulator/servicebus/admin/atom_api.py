@@ -1,6 +1,7 @@
 """The Service Bus management REST API (Atom) that ``ServiceBusAdministrationClient`` calls.
 
-Routes (``?api-version=`` is accepted and ignored):
+Routes (``?api-version=yyyy-mm``; before 2021-05 ``MaxMessageSizeInKilobytes`` is neither
+accepted nor reported, as in the service):
 
 * ``GET|PUT|DELETE /{queue-or-topic}``
 * ``GET|PUT|DELETE /{topic}/subscriptions/{subscription}``
@@ -13,6 +14,11 @@ requires. A PUT with ``If-Match`` updates (404 when missing), without it creates
 present). Errors are ``<Error><Code/><Detail/></Error>`` like the service's, so the SDK raises
 ResourceNotFoundError / ResourceExistsError / HttpResponseError with a readable message.
 Nothing changes state until the whole request has been validated.
+
+One class (about 650 lines) on purpose: `AtomApi` is the service's resource tree, its
+sections following the URL (namespace, queues and topics, subscriptions, rules), and every
+resource shares the routing, the SAS check, the stored extras and timestamps; the XML
+itself is `atom`'s.
 """
 
 from __future__ import annotations
@@ -25,16 +31,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import quote
 
 from ..auth import AuthError, validate_token
 from ..core.broker import Broker
 from ..core.clock import Clock
-from ..core.entities import CompiledRule, Queue, Subscription, Topic, compile_rule
+from ..core.entities import Queue, Subscription, Topic
 from ..core.errors import EntityNotFoundError, InvalidOperationError
 from ..core.message import MessageState
+from ..core.rules import CompiledRule
 from ..sqlfilter import SqlFilterError
-from ..topology import AccessRights, NamespaceTopology, SasPolicy
+from ..topology import (
+    AccessRights,
+    CorrelationFilterSpec,
+    NamespaceTopology,
+    QueueDescription,
+    SasPolicy,
+    TopicDescription,
+)
 from . import atom
 from .atom import AtomError, Counts, Extras, ParsedRule
 from .http import HttpRequest, HttpResponse
@@ -45,6 +60,11 @@ ERROR_TYPE = "application/xml; charset=utf-8"
 
 _ENTITY_NAME = re.compile(r"[A-Za-z0-9](?:[\w.\-/~]*[A-Za-z0-9_])?", re.ASCII)
 _CHILD_NAME = re.compile(r"[A-Za-z0-9$](?:[\w.\-~]*[A-Za-z0-9_])?", re.ASCII)
+_T = TypeVar("_T")
+_API_VERSION = re.compile(r"\d{4}-\d{2}(?:-preview)?", re.ASCII)
+SUPPORTED_API_VERSIONS = ("2017-04", "2021-05", "2024-05")
+DEFAULT_API_VERSION = "2017-04"
+"""What a request without ``?api-version=`` gets (the SDK always sends one)."""
 _RESERVED = {"$resources", "$namespaceinfo", "$management", "$cbs", "control", "health"}
 
 
@@ -94,7 +114,12 @@ def receiver_counts(entity: Queue | Subscription) -> Counts:
 
 
 def topic_counts(topic: Topic) -> Counts:
+    """A topic's numbers; TRUE/FALSE filters count as SQL filters (they are ``1=1``/``1=0``)."""
+    filters = [rule.description.filter for s in topic.subscriptions.values() for rule in s.rules]
+    correlation = sum(isinstance(f, CorrelationFilterSpec) for f in filters)
     return Counts(
+        sql_filter_count=len(filters) - correlation,
+        correlation_filter_count=correlation,
         scheduled=topic.scheduled_count,
         size=topic.size_in_bytes,
         created_at=topic.created_at,
@@ -136,8 +161,20 @@ class AtomApi:
             detail = f"{exc.detail} {tracking}, Timestamp:{stamp}"
             return HttpResponse(exc.status, atom.error_xml(exc.status, detail).encode(), ERROR_TYPE)
 
+    def _dialect(self, request: HttpRequest) -> atom.Dialect:
+        """The tier and the request's api-version (checked in ``_route``)."""
+        version = request.query.get("api-version", DEFAULT_API_VERSION)
+        return atom.Dialect(self.topology.tier, version)
+
     def _route(self, request: HttpRequest) -> HttpResponse:
         parts = request.segments
+        version = request.query.get("api-version", DEFAULT_API_VERSION)
+        if not _API_VERSION.fullmatch(version):
+            raise ApiError(
+                400,
+                f"The api-version '{version}' is invalid. The supported versions are "
+                f"{', '.join(SUPPORTED_API_VERSIONS)} (or another yyyy-mm release).",
+            )
         folded = [p.casefold() for p in parts]
         if request.method not in ("GET", "PUT", "DELETE"):
             raise ApiError(405, f"The method {request.method} is not allowed on {request.path}.")
@@ -260,7 +297,12 @@ class AtomApi:
         if not target:
             return
         if target.casefold() == source.casefold():
-            raise ApiError(400, f"{what}: an entity cannot forward to itself ('{target}').")
+            raise ApiError(
+                400,
+                f"{what}: an entity cannot forward to itself ('{target}'). Azure accepts this "
+                "and stops the loop at send time; the emulator refuses it on purpose (see "
+                "'Differences from Azure' in docs/emulator.md).",
+            )
         key = target.casefold()
         if key not in self.broker.queues and key not in self.broker.topics:
             raise ApiError(400, f"{what}: the entity '{target}' does not exist.")
@@ -304,7 +346,7 @@ class AtomApi:
 
     def _namespace(self, request: HttpRequest) -> HttpResponse:
         name = self.topology.name
-        content = atom.namespace_xml(name, self.started_at, self.started_at)
+        content = atom.namespace_xml(name, self.started_at, self.started_at, self.topology.tier)
         body = atom.entry(
             self._url(request), name, content, published=self.started_at, updated=self.started_at
         )
@@ -316,10 +358,12 @@ class AtomApi:
         extras = self.extras.get(entity.name.casefold(), Extras())
         if isinstance(entity, Queue):
             counts = receiver_counts(entity)
-            content = atom.queue_xml(entity.description, counts, extras, self._sb_base(request))
+            content = atom.queue_xml(
+                entity.description, counts, extras, self._sb_base(request), self._dialect(request)
+            )
         else:
             counts = topic_counts(entity)
-            content = atom.topic_xml(entity.description, counts, extras)
+            content = atom.topic_xml(entity.description, counts, extras, self._dialect(request))
         return content, counts
 
     def _find_entity(self, name: str) -> Queue | Topic | None:
@@ -329,14 +373,11 @@ class AtomApi:
     def _entity(self, request: HttpRequest, name: str) -> HttpResponse:
         existing = self._find_entity(name)
         if request.method == "GET":
-            if existing is None:
-                raise _not_found(name)
-            content, counts = self._entity_content(request, existing)
-            return self._entry(request, 200, existing.name, content, counts)
+            found = _found(existing, name)
+            content, counts = self._entity_content(request, found)
+            return self._entry(request, 200, found.name, content, counts)
         if request.method == "DELETE":
-            if existing is None:
-                raise _not_found(name)
-            if isinstance(existing, Queue):
+            if isinstance(_found(existing, name), Queue):
                 self.broker.delete_queue(name)
             else:
                 self.broker.delete_topic(name)
@@ -344,17 +385,13 @@ class AtomApi:
             return HttpResponse(200, b"", ERROR_TYPE)
         kind, element = self._parse(request, "QueueDescription", "TopicDescription")
         self._check_name(name, _ENTITY_NAME, 260, "entity")
-        update = "if-match" in request.headers
-        if update and existing is None:
-            raise _not_found(name)
-        if not update and existing is not None:
-            raise _exists(name)
+        update = _put_updates(request, name, existing is not None)
         try:
             if kind == "QueueDescription":
-                queue, extras = atom.parse_queue(name, element)
+                queue, extras = atom.parse_queue(name, element, self._dialect(request))
                 entity = self._put_queue(queue, existing)
             else:
-                topic, extras = atom.parse_topic(name, element)
+                topic, extras = atom.parse_topic(name, element, self._dialect(request))
                 entity = self._put_topic(topic, existing)
         except AtomError as exc:
             raise ApiError(400, str(exc)) from None
@@ -362,7 +399,7 @@ class AtomApi:
         content, counts = self._entity_content(request, entity)
         return self._entry(request, 200 if update else 201, entity.name, content, counts)
 
-    def _put_queue(self, queue: atom.QueueDescription, existing: Queue | Topic | None) -> Queue:
+    def _put_queue(self, queue: QueueDescription, existing: Queue | Topic | None) -> Queue:
         self._check_forward(queue.name, queue.forward_to, "ForwardTo")
         self._check_forward(
             queue.name, queue.forward_dead_lettered_messages_to, "ForwardDeadLetteredMessagesTo"
@@ -384,7 +421,7 @@ class AtomApi:
         except InvalidOperationError as exc:
             raise ApiError(400, str(exc)) from None
 
-    def _put_topic(self, topic: atom.TopicDescription, existing: Queue | Topic | None) -> Topic:
+    def _put_topic(self, topic: TopicDescription, existing: Queue | Topic | None) -> Topic:
         if existing is None:
             return self.broker.create_topic(topic)
         if not isinstance(existing, Topic):
@@ -449,23 +486,17 @@ class AtomApi:
         existing = topic.subscription(name)
         path = f"{topic.name}/Subscriptions/{name}"
         if request.method == "GET":
-            if existing is None:
-                raise _not_found(path)
-            content, counts = self._subscription_content(request, existing)
-            return self._entry(request, 200, existing.name, content, counts)
+            found = _found(existing, path)
+            content, counts = self._subscription_content(request, found)
+            return self._entry(request, 200, found.name, content, counts)
         if request.method == "DELETE":
-            if existing is None:
-                raise _not_found(path)
+            found = _found(existing, path)
             self.broker.delete_subscription(topic.name, name)
-            self._forget(existing.path)
+            self._forget(found.path)
             return HttpResponse(200, b"", ERROR_TYPE)
         _, element = self._parse(request, "SubscriptionDescription")
         self._check_name(name, _CHILD_NAME, 50, "subscription")
-        update = "if-match" in request.headers
-        if update and existing is None:
-            raise _not_found(path)
-        if not update and existing is not None:
-            raise _exists(path)
+        update = _put_updates(request, path, existing is not None)
         try:
             description, extras, default_rule = atom.parse_subscription(name, element)
         except AtomError as exc:
@@ -525,7 +556,9 @@ class AtomApi:
     @staticmethod
     def _compile(rule: ParsedRule) -> CompiledRule:
         try:
-            return compile_rule(rule.description, rule.filter_parameters, rule.action_parameters)
+            return CompiledRule.compile(
+                rule.description, rule.filter_parameters, rule.action_parameters
+            )
         except SqlFilterError as exc:
             which = "filter" if _is_filter_error(rule, exc) else "action"
             raise ApiError(
@@ -553,22 +586,15 @@ class AtomApi:
         )
         path = f"{sub.path}/Rules/{name}"
         if request.method == "GET":
-            if existing is None:
-                raise _not_found(path)
-            return self._rule_entry(request, 200, sub, existing)
+            return self._rule_entry(request, 200, sub, _found(existing, path))
         if request.method == "DELETE":
-            if existing is None:
-                raise _not_found(path)
+            _found(existing, path)
             self.broker.delete_rule(sub.topic.name, sub.name, name)
             self._forget(path)
             return HttpResponse(200, b"", ERROR_TYPE)
         _, element = self._parse(request, "RuleDescription")
         self._check_name(name, _CHILD_NAME, 50, "rule")
-        update = "if-match" in request.headers
-        if update and existing is None:
-            raise _not_found(path)
-        if not update and existing is not None:
-            raise _exists(path)
+        update = _put_updates(request, path, existing is not None)
         try:
             parsed = atom.parse_rule(
                 name if existing is None else existing.description.name, element
@@ -612,6 +638,24 @@ class AtomApi:
                 )
             )
         return self._feed(request, "Rules", entries, len(sub.rules), skip, top)
+
+
+def _found(existing: _T | None, path: str) -> _T:
+    """What a GET or DELETE names, or 404."""
+    if existing is None:
+        raise _not_found(path)
+    return existing
+
+
+def _put_updates(request: HttpRequest, path: str, exists: bool) -> bool:
+    """A PUT's precondition: with ``If-Match`` it updates (404 when missing), without it
+    creates (409 when present). True for an update."""
+    update = "if-match" in request.headers
+    if update and not exists:
+        raise _not_found(path)
+    if not update and exists:
+        raise _exists(path)
+    return update
 
 
 def _is_filter_error(rule: ParsedRule, exc: SqlFilterError) -> bool:

@@ -19,7 +19,7 @@ POST     /control/reset                   ``{"reload": false}``: empty every ent
 GET      /control/faults                  fault rules
 POST     /control/faults                  add ``{"operation", "effect", "entity", ...}``
 DELETE   /control/faults[/ID]             remove one / all rules
-GET      /control/counters                operation counters per entity
+GET      /control/counters                operation counters per entity (and rule errors)
 =======  ===============================  ================================================
 """
 
@@ -38,11 +38,10 @@ from ..amqp.convert import WirePayload
 from ..amqp.types import Described
 from ..core.broker import Broker
 from ..core.clock import EmulatorClock
-from ..core.dedup import DuplicateDetector
-from ..core.entities import Queue, Subscription, Topic, TopicCounters
+from ..core.entities import Queue, Subscription, Topic
 from ..core.errors import BrokerError
 from ..core.message import BrokerMessage, MessageState
-from ..core.store import MessageStore, StoreCounters
+from ..core.store import MessageStore
 from ..faults import FaultInjector, FaultRuleError
 from ..topology import NamespaceTopology
 from .atom import Counts
@@ -391,14 +390,6 @@ class ControlApi:
                 raise ControlError(400, f"reload failed; nothing changed: {exc}") from None
             self._replace_entities(fresh)
         self.broker.reset()
-        for entity in [*self.broker.queues.values(), *self.broker.topics.values()]:
-            if entity.duplicates is not None:
-                entity.duplicates = DuplicateDetector(entity.duplicates.window)
-            if isinstance(entity, Topic):
-                entity.counters = TopicCounters()
-        for store in self.broker.stores():
-            store.counters = StoreCounters()
-            store.accessed_at = 0.0
         self.faults.reset_counts()
         self.atom.requests.clear()
         if reload and self.after_reload is not None:
@@ -406,6 +397,7 @@ class ControlApi:
         return _json(200, {"reset": True, "reloaded": reload})
 
     def _replace_entities(self, fresh: NamespaceTopology) -> None:
+        self.topology.tier = fresh.tier
         for name in list(self.broker.queues):
             self.broker.delete_queue(name)
         for name in list(self.broker.topics):
@@ -471,6 +463,7 @@ class ControlApi:
             }
 
         entities: dict[str, Any] = {}
+        filter_errors = 0
         for queue in self.broker.queues.values():
             entities[queue.name] = receiver(queue, queue.name)
         for topic in self.broker.topics.values():
@@ -483,6 +476,9 @@ class ControlApi:
             }
             for sub in topic.subscriptions.values():
                 entities[sub.path] = receiver(sub, sub.path)
+                errors = {rule.name: rule.evaluation_errors for rule in sub.rules}
+                entities[sub.path]["filter_evaluation_errors"] = errors
+                filter_errors += sum(errors.values())
         namespace = calls.get("", {})
         return _json(
             200,
@@ -491,6 +487,7 @@ class ControlApi:
                 "namespace": {
                     "operations": namespace,
                     "admin_requests": admin.get("$namespace", 0),
+                    "filter_evaluation_errors": filter_errors,
                 },
                 "state_counts": {
                     "scheduled": sum(s.count(MessageState.SCHEDULED) for s in self.broker.stores()),

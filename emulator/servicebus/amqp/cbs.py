@@ -75,7 +75,7 @@ class CbsNode:
         namespace_names = {p.name.casefold() for p in self.server.topology.policies}
         if parsed.skn.casefold() not in namespace_names and entity_name is not None:
             scope = entity_name  # an entity rule never reaches beyond its entity
-        connection.tokens[scope.casefold()] = (rights, float(parsed.se))
+        connection.tokens.grant(scope, rights, float(parsed.se))
         return 202, "Accepted"
 
     def _entity_policies(self, path: str) -> tuple[str | None, list[SasPolicy]]:

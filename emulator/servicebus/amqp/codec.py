@@ -6,6 +6,11 @@ using precompiled ``struct.Struct`` packers and no per-byte Python loops.
 
 Decoding never lets ``IndexError``/``struct.error`` escape: malformed input raises
 ``DecodeError`` carrying the offset of the offending value.
+
+One module (about 1,100 lines) on purpose: it is one table-driven type system, where each
+constructor code's encoder and decoder are written against the same packers and width
+rules (fixed, variable, compound, array) and are checked against each other side by side;
+split by direction, every code would have its two halves in two files.
 """
 
 from __future__ import annotations

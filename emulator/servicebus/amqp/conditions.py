@@ -15,3 +15,12 @@ INVALID_OPERATION = "com.microsoft:argument-error"
 ENTITY_DISABLED = "com.microsoft:entity-disabled"
 SESSION_LOCK_LOST = "com.microsoft:session-lock-lost"
 SESSION_CANNOT_BE_LOCKED = "com.microsoft:session-cannot-be-locked"
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol: the connection is closed with this condition."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+        self.description = description

@@ -173,10 +173,13 @@ def _when(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def encode_for_delivery(
-    message: BrokerMessage, *, locked: bool, lock_token_annotation: bool = False
-) -> bytes:
-    """A transfer's bytes: fresh header and annotations, the original bare message."""
+def encode_for_delivery(message: BrokerMessage, *, locked: bool) -> bytes:
+    """A transfer's bytes: fresh header and annotations, the original bare message.
+
+    Delivery annotations are always present, as the service sends them: a locked message
+    carries its lock token as ``x-opt-lock-token`` (equal to the delivery tag's token on a
+    link, and the only place it travels over ``$management``); any other map is empty.
+    """
     payload = message.payload
     assert isinstance(payload, WirePayload)
     original = payload.header
@@ -199,10 +202,10 @@ def encode_for_delivery(
         annotations[SCHEDULED_ENQUEUE_TIME] = _when(message.scheduled_enqueue_time)
     if message.dead_letter_source is not None:
         annotations[DEAD_LETTER_SOURCE] = message.dead_letter_source
-    parts = [encode_header(header)]
-    if lock_token_annotation and message.lock_token is not None:
-        # Messages handed out over $management carry their lock token here (no delivery tag).
-        parts.append(encode_delivery_annotations({LOCK_TOKEN: message.lock_token}))
+    delivery: dict[object, object] = {}
+    if locked and message.lock_token is not None:
+        delivery[LOCK_TOKEN] = message.lock_token
+    parts = [encode_header(header), encode_delivery_annotations(delivery)]
     parts.append(encode_message_annotations(annotations))
     if message.modified:
         parts.append(encode_properties(_properties_from_system(message, payload.properties)))

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..core.sessions import MessageSession
 from ..core.store import MessageStore, ReceiveMode
-from .performatives import Source, Target
+from .performatives import Attach, Source, Target
+
+MAX_FRAME_SIZE = 1024 * 1024
+"""The largest frame the emulator accepts (and announces in its open)."""
+LINK_CREDIT = 1000
+"""Credit the emulator grants a client sender, topped up when half is used."""
+SESSION_WINDOW = 5000
+"""The emulator's incoming session window, re-announced when half is used."""
+MAX_UINT = 2**32 - 1
 
 
 class LinkKind(enum.Enum):
@@ -51,12 +59,29 @@ class Link:
     partial_format: int = 0
     closed: bool = False
     # message sessions (emulator is sender on a session entity)
-    requested_session: str | None = None
-    pending_attach: object | None = None
-    wait_handle: asyncio.TimerHandle | None = None
+    pending_accept: PendingAccept | None = None
+    """A session receiver's attach, unanswered until a session can be locked for it."""
     message_session: MessageSession | None = None
     delayed_until: float = 0.0
     """Injected receive latency: no deliveries before this (broker clock) time."""
+    wake: Callable[[Link], None] | None = None
+    """Called when the link's store has messages for it (it then wants a pump)."""
+
+    def on_store_change(self, _store: MessageStore) -> None:
+        """The store listener: one bound method per link, so it can be added and removed."""
+        if self.wake is not None and not self.closed:
+            self.wake(self)
+
+
+@dataclass(eq=False, slots=True)
+class PendingAccept:
+    """An attach for a message session that waits for one to become available."""
+
+    frame: Attach
+    session_id: str | None
+    """The session asked for; None for the next available one."""
+    deadline: float
+    """Emulator-clock time at which the wait ends with ``com.microsoft:timeout``."""
 
 
 @dataclass(slots=True)

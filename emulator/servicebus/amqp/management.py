@@ -154,7 +154,7 @@ def receive_by_sequence_number(broker: Broker, path: str, body: object) -> Resul
     messages = store.receive_deferred(numbers, broker.clock.now(), mode)
     out = []
     for message in messages:
-        encoded = encode_for_delivery(message, locked=True, lock_token_annotation=True)
+        encoded = encode_for_delivery(message, locked=True)
         entry: dict[str, object] = {"message": encoded}
         if message.lock_token is not None:
             entry["lock-token"] = message.lock_token
@@ -305,7 +305,7 @@ class ManagementNode:
         if entry is None:
             return 501, "amqp:not-implemented", f"operation {operation!r} is not supported", None
         handler, needed = entry
-        rights = connection.rights_for(path)
+        rights = connection.tokens.rights_for(path)
         if rights is None or not rights & needed:
             return 401, conditions.UNAUTHORIZED, f"Unauthorized access for {operation}.", None
         try:

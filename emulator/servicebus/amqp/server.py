@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from ..core.broker import Broker
@@ -21,15 +22,41 @@ from .management import ManagementNode
 
 log = logging.getLogger("emulator.servicebus.amqp")
 
+HEARTBEAT_SECONDS = 0.5
+"""An open connection never stays silent much longer than this: an empty frame fills the gap.
+
+The SDK's keep-alive thread (every 30 s) blocks reading the socket for up to
+``socket_timeout`` while holding the lock its sends need, so on a silent connection a send
+can wait that long (60 s with ``socket_timeout=60``). Any frame releases the reader. Real
+time, not the emulator clock: the SDK's timers are the subject.
+"""
+
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
 
 class AmqpServer:
-    def __init__(self, broker: Broker, topology: NamespaceTopology) -> None:
+    """The AMQP port. ``wrap_protocol`` lets another listener share it (the admin API's HTTPS).
+
+    ``faults`` is the injector every connection asks before acting; the emulator owns it so
+    the control API can change its rules.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        topology: NamespaceTopology,
+        faults: FaultInjector,
+        *,
+        wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None,
+    ) -> None:
         self.broker = broker
         self.topology = topology
         self.namespace = topology.name
         self.cbs = CbsNode(self)
         self.management = ManagementNode(self)
-        self.faults = FaultInjector()
+        self.faults = faults
+        self._wrap_protocol = wrap_protocol
         self.connections: set[AmqpConnection] = set()
         self._pending: dict[int, tuple[AmqpConnection, Link]] = {}
         self._flush_scheduled = False
@@ -37,22 +64,24 @@ class AmqpServer:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> int:
         self._loop = asyncio.get_running_loop()
-        # The admin plane wraps the factory to sniff HTTPS (the admin client) on this port.
-        factory: Callable[[], asyncio.Protocol] = lambda: AmqpConnection(self)  # noqa: E731
-        wrapper = getattr(self, "protocol_wrapper", None)
-        self._server = await self._loop.create_server(
-            wrapper(factory) if wrapper is not None else factory, host, port
-        )
+        factory: ProtocolFactory = lambda: AmqpConnection(self)  # noqa: E731
+        if self._wrap_protocol is not None:
+            factory = self._wrap_protocol(factory)
+        self._server = await self._loop.create_server(factory, host, port)
         bound = self._server.sockets[0].getsockname()[1]
         self.after_activity()
+        self._heartbeat()
         return int(bound)
 
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
         for connection in list(self.connections):
             connection.close()
         if self._server is not None:
@@ -101,12 +130,20 @@ class AmqpServer:
         assert self._loop is not None
         return self._loop.call_later(delay, callback)
 
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.heartbeat(now, HEARTBEAT_SECONDS / 2)
+        self._heartbeat_timer = self.call_later(HEARTBEAT_SECONDS / 2, self._heartbeat)
+
     # -- time ----------------------------------------------------------------------------------
 
     def process_due(self) -> None:
         """Apply everything due now; called by the timer and after the clock is advanced."""
         self.broker.process_due()
+        now = self.broker.clock.now()
         for connection in list(self.connections):
+            connection.session_accepts.expire_due(now)
             for session in connection.sessions.values():
                 self.want_pump_session(connection, session)
         self._schedule_flush()
@@ -114,7 +151,9 @@ class AmqpServer:
     def _rearm_timer(self) -> None:
         if self._loop is None:
             return
-        deadline = self.broker.next_deadline()
+        deadlines = [self.broker.next_deadline()]
+        deadlines += [c.session_accepts.next_deadline() for c in self.connections]
+        deadline = min((d for d in deadlines if d is not None), default=None)
         if deadline == self._timer_at:
             return
         if self._timer is not None:

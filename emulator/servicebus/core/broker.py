@@ -15,14 +15,15 @@ from ..topology import (
     forwarding_cycle,
 )
 from .clock import Clock
+from .dedup import DuplicateDetector
 from .entities import (
     DEAD_LETTER_SUFFIX,
     TRANSFER_DEAD_LETTER_SUFFIX,
-    CompiledRule,
     Queue,
     ResolvedPath,
     Subscription,
     Topic,
+    TopicCounters,
     apply_description,
 )
 from .errors import (
@@ -36,7 +37,8 @@ from .message import (
     BrokerMessage,
     MessageState,
 )
-from .store import MessageStore
+from .rules import CompiledRule
+from .store import MessageStore, StoreCounters
 
 MAX_FORWARDING_HOPS = 4
 _DLQ = DEAD_LETTER_SUFFIX.casefold()
@@ -251,10 +253,21 @@ class Broker:
         return min(present) if present else None
 
     def reset(self) -> None:
+        """Back to freshly created entities: no messages, no remembered message ids, zero
+        counters and no access time. Entities and their settings stay."""
         for topic in self.topics.values():
             topic.cancel_scheduled(list(topic._scheduled))
+            topic.counters = TopicCounters()
+            for subscription in topic.subscriptions.values():
+                for rule in subscription.rules:
+                    rule.evaluation_errors = 0
+        for entity in [*self.queues.values(), *self.topics.values()]:
+            if entity.duplicates is not None:
+                entity.duplicates = DuplicateDetector(entity.duplicates.window)
         for store in self.stores():
             store.clear()
+            store.counters = StoreCounters()
+            store.accessed_at = 0.0
 
     # -- management plane (admin API) -------------------------------------------------------
     # Descriptions in ``self.topology`` are kept in step, so a later reset/reload and the

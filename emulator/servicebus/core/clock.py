@@ -45,6 +45,7 @@ class EmulatorClock:
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self._offset = 0.0
+        self._advanced = 0.0
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -58,22 +59,29 @@ class EmulatorClock:
     def offset(self) -> float:
         return self._offset
 
+    @property
+    def advanced(self) -> float:
+        """Seconds skipped by `advance` since the clock was made (a reset does not undo it):
+        the simulated time a test session covered."""
+        return self._advanced
+
     def advance(self, seconds: float) -> None:
         """Move time forward and let the broker process everything that became due."""
         if seconds < 0:
             raise ValueError("the clock cannot go backwards")
         with self._lock:
             self._offset += seconds
+            self._advanced += seconds
             listeners = list(self._listeners)
         for listener in listeners:
             listener()
 
     def reset(self) -> None:
-        """Back to wall time (offset 0), for a test suite between tests.
+        """Back to wall time (offset 0).
 
-        Apps schedule by their own (wall) clock; a clock left ahead by an earlier test makes
-        their "in 15 s" already due. Whatever was set in the advanced time (locks, schedules,
-        TTLs) then lies that much further ahead, so only reset when nothing relies on it.
+        Whatever was set in the advanced time (locks, schedules, TTLs) then lies that much
+        further ahead, so only reset when nothing relies on it. Clients that follow this
+        clock (the harness points the apps at it) see time go back.
         """
         with self._lock:
             self._offset = 0.0

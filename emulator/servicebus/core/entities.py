@@ -7,40 +7,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..sqlfilter import (
-    FALSE_FILTER,
-    TRUE_FILTER,
-    CorrelationFilter,
-    Filter,
-    MessageView,
-    RuleAction,
-    compile_action,
-    compile_filter,
-)
-from ..topology import (
-    CorrelationFilterSpec,
-    FalseFilterSpec,
-    FilterSpec,
-    QueueDescription,
-    RuleDescription,
-    SqlFilterSpec,
-    SubscriptionDescription,
-    TopicDescription,
-    TrueFilterSpec,
-)
+from ..sqlfilter import MessageView
+from ..topology import QueueDescription, SubscriptionDescription, TopicDescription
 from .dedup import DuplicateDetector
 from .message import BrokerMessage, MessageState
+from .rules import CompiledRule, FilterEvaluationError, strict_filters_enabled
 from .store import MessageStore, StorePolicy
 
 DEAD_LETTER_SUFFIX = "$DeadLetterQueue"
 TRANSFER_DEAD_LETTER_SUFFIX = "$Transfer/$DeadLetterQueue"
 
 
-def _stores(path: str, policy: StorePolicy) -> tuple[MessageStore, MessageStore, MessageStore]:
-    """An entity's main store with its dead-letter and transfer dead-letter sub-queues."""
-    dlq_policy = StorePolicy(
+def store_policy_for(description: QueueDescription | SubscriptionDescription) -> StorePolicy:
+    """The StorePolicy a queue or subscription description implies."""
+    return StorePolicy(
+        lock_duration=description.lock_duration.total_seconds(),
+        max_delivery_count=description.max_delivery_count,
+        default_time_to_live=description.default_message_time_to_live.total_seconds(),
+        dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
+        requires_session=description.requires_session,
+    )
+
+
+def dead_letter_policy(policy: StorePolicy) -> StorePolicy:
+    """A dead-letter sub-queue's policy: the entity's lock, no delivery limit, no expiry."""
+    return StorePolicy(
         lock_duration=policy.lock_duration, max_delivery_count=None, expires_messages=False
     )
+
+
+def _stores(path: str, policy: StorePolicy) -> tuple[MessageStore, MessageStore, MessageStore]:
+    """An entity's main store with its dead-letter and transfer dead-letter sub-queues."""
+    dlq_policy = dead_letter_policy(policy)
     dead_letter = MessageStore(f"{path}/{DEAD_LETTER_SUFFIX}", dlq_policy)
     transfer_dead_letter = MessageStore(f"{path}/{TRANSFER_DEAD_LETTER_SUFFIX}", dlq_policy)
     main = MessageStore(path, policy, dead_letter)
@@ -69,14 +67,7 @@ class Queue:
         self.name = description.name
         self.sequence = SequenceCounter()
         self.store, self.dead_letter, self.transfer_dead_letter = _stores(
-            description.name,
-            StorePolicy(
-                lock_duration=description.lock_duration.total_seconds(),
-                max_delivery_count=description.max_delivery_count,
-                default_time_to_live=description.default_message_time_to_live.total_seconds(),
-                dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
-                requires_session=description.requires_session,
-            ),
+            description.name, store_policy_for(description)
         )
         self.created_at = 0.0
         self.duplicates = _detector(
@@ -111,33 +102,6 @@ class Queue:
     """When the admin API last changed the description (0: never)."""
 
 
-def compile_rule_filter(spec: FilterSpec) -> Filter:
-    if isinstance(spec, SqlFilterSpec):
-        return compile_filter(spec.expression)
-    if isinstance(spec, CorrelationFilterSpec):
-        return CorrelationFilter(
-            **spec.system_fields(),
-            properties=dict(spec.properties),
-        )
-    if isinstance(spec, TrueFilterSpec):
-        return TRUE_FILTER
-    if isinstance(spec, FalseFilterSpec):
-        return FALSE_FILTER
-    raise TypeError(f"unknown filter specification {spec!r}")
-
-
-@dataclass(slots=True)
-class CompiledRule:
-    description: RuleDescription
-    filter: Filter
-    action: RuleAction | None
-
-    @classmethod
-    def compile(cls, description: RuleDescription) -> CompiledRule:
-        action = compile_action(description.action) if description.action else None
-        return cls(description, compile_rule_filter(description.filter), action)
-
-
 class Subscription:
     def __init__(self, topic: Topic, description: SubscriptionDescription) -> None:
         self.topic = topic
@@ -146,14 +110,7 @@ class Subscription:
         self.path = f"{topic.name}/Subscriptions/{description.name}"
         self.rules: list[CompiledRule] = [CompiledRule.compile(r) for r in description.rules]
         self.store, self.dead_letter, self.transfer_dead_letter = _stores(
-            self.path,
-            StorePolicy(
-                lock_duration=description.lock_duration.total_seconds(),
-                max_delivery_count=description.max_delivery_count,
-                default_time_to_live=description.default_message_time_to_live.total_seconds(),
-                dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
-                requires_session=description.requires_session,
-            ),
+            self.path, store_policy_for(description)
         )
         self.created_at = 0.0
         self.forwarder: Forwarder | None = None
@@ -164,20 +121,48 @@ class Subscription:
         else:
             self.store.enqueue(message, now)
 
-    def select(self, message: BrokerMessage, view: MessageView) -> list[BrokerMessage]:
+    def route(self, message: BrokerMessage, view: MessageView, now: float) -> bool:
+        """Deliver the copies this subscription takes; False when it takes none.
+
+        A rule that raises (see ``rules``) stops this subscription's evaluation: strict mode
+        re-raises, otherwise the message is dead-lettered here as Azure does with a filter
+        evaluation exception (or dropped here when that option is off).
+        """
+        try:
+            copies = self._select(message, view)
+        except FilterEvaluationError as error:
+            if strict_filters_enabled():
+                raise
+            if not self.description.dead_lettering_on_filter_evaluation_exceptions:
+                return False
+            failed = message.copy()
+            failed.enqueued_time = now
+            self.store.dead_letter_arrival(
+                failed, now, type(error.cause).__name__, str(error.cause)
+            )
+            return True
+        for extra in copies[1:]:
+            # A store holds one message per sequence number: further copies of the same
+            # message (one per matching action rule) take fresh numbers from the topic.
+            extra.sequence_number = self.topic.sequence.next()
+        for copy in copies:
+            self.deliver(copy, now)
+        return bool(copies)
+
+    def _select(self, message: BrokerMessage, view: MessageView) -> list[BrokerMessage]:
         """The copies this subscription takes: one for all matching plain rules, one per action."""
         copies: list[BrokerMessage] = []
         plain_matched = False
         for rule in self.rules:
             if rule.action is None:
-                if not plain_matched and rule.filter.matches(view):
+                if not plain_matched and rule.matches(view, self.path):
                     plain_matched = True
                     copies.append(message.copy())
                 continue
-            if rule.filter.matches(view):
+            if rule.matches(view, self.path):
                 copy = message.copy()
                 copy_view = MessageView(system=dict(view.system), user=copy.user)
-                rule.action.apply(copy_view)
+                rule.apply(copy_view, self.path)
                 copy.system = {k: v for k, v in copy_view.system.items() if k in _ON_THE_WIRE}
                 copy.user["RuleName"] = rule.description.name
                 copy.modified = True
@@ -278,9 +263,7 @@ class Topic:
         view = MessageView(system=system, user=message.user)
         routed = False
         for subscription in self.subscriptions.values():
-            for copy in subscription.select(message, view):
-                subscription.deliver(copy, now)
-                routed = True
+            routed = subscription.route(message, view, now) or routed
         if not routed:
             self.counters.unrouted += 1
 
@@ -317,17 +300,6 @@ class ResolvedPath:
 # --- management plane (admin API): updates of live entities ------------------------------------
 
 
-def store_policy_for(description: QueueDescription | SubscriptionDescription) -> StorePolicy:
-    """The StorePolicy a queue or subscription description implies (as their constructors do)."""
-    return StorePolicy(
-        lock_duration=description.lock_duration.total_seconds(),
-        max_delivery_count=description.max_delivery_count,
-        default_time_to_live=description.default_message_time_to_live.total_seconds(),
-        dead_letter_on_expiration=description.dead_lettering_on_message_expiration,
-        requires_session=description.requires_session,
-    )
-
-
 def apply_description(
     entity: Queue | Subscription, description: QueueDescription | SubscriptionDescription
 ) -> None:
@@ -335,36 +307,9 @@ def apply_description(
     policy = store_policy_for(description)
     entity.description = description  # type: ignore[assignment]
     entity.store.policy = policy
-    dlq_policy = StorePolicy(
-        lock_duration=policy.lock_duration, max_delivery_count=None, expires_messages=False
-    )
+    dlq_policy = dead_letter_policy(policy)
     entity.dead_letter.policy = dlq_policy
     entity.transfer_dead_letter.policy = dlq_policy
     if isinstance(entity, Queue) and entity.duplicates is not None:
         window = description.duplicate_detection_history_time_window  # type: ignore[union-attr]
         entity.duplicates.window = window.total_seconds()
-
-
-def compile_rule(
-    description: RuleDescription,
-    filter_parameters: dict[str, object] | None = None,
-    action_parameters: dict[str, object] | None = None,
-) -> CompiledRule:
-    """CompiledRule.compile plus ``@name`` parameters (the admin API's SqlFilter.Parameters).
-
-    Raises SqlFilterError naming the problem when the filter or action is invalid.
-    """
-    if not filter_parameters and not action_parameters:
-        return CompiledRule.compile(description)
-    spec = description.filter
-    rule_filter = (
-        compile_filter(spec.expression, parameters=filter_parameters)
-        if isinstance(spec, SqlFilterSpec)
-        else compile_rule_filter(spec)
-    )
-    action = (
-        compile_action(description.action, parameters=action_parameters)
-        if description.action
-        else None
-    )
-    return CompiledRule(description, rule_filter, action)

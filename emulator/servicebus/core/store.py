@@ -3,6 +3,10 @@
 All state changes happen here, driven by the caller's ``now``; nothing in this module reads a
 clock or does I/O. Heaps are cleaned lazily: an entry whose message moved on is skipped when
 it reaches the top, which keeps every operation O(log n).
+
+One class (about 600 lines) on purpose: enqueue, receive, settlement, expiry and session
+locks are the transitions of one state machine over the same heaps, indexes and counters,
+and each keeps invariants the others rely on; its sections follow a message's life.
 """
 
 from __future__ import annotations
@@ -373,6 +377,12 @@ class MessageStore:
         if message.state is MessageState.ACTIVE:
             self._make_available(message)
 
+    def dead_letter_arrival(
+        self, message: BrokerMessage, now: float, reason: str, description: str
+    ) -> None:
+        """Dead-letter a message that never became available here (its rule failed)."""
+        self._move_to_dead_letter(message, now, reason, description)
+
     def _move_to_dead_letter(
         self, message: BrokerMessage, now: float, reason: str | None, description: str | None
     ) -> None:
@@ -576,15 +586,18 @@ class MessageStore:
         session.updated_at = now
 
     def session_ids(self, updated_since: float | None = None) -> list[str]:
-        """Sessions that have messages or state (``get-message-sessions``)."""
+        """The sessions ``get-message-sessions`` lists.
+
+        Without ``updated_since``: those with messages or stored state. With it: only those
+        whose state was set (or cleared) after that time, as the service answers.
+        """
+        if updated_since is not None:
+            return [s.id for s in self.sessions.values() if s.updated_at > updated_since]
         with_messages = {
             str(m.session_id) for m in self.messages.values() if m.session_id is not None
         }
         return [
-            s.id
-            for s in self.sessions.values()
-            if s.id in with_messages
-            or (s.state is not None and (updated_since is None or s.updated_at >= updated_since))
+            s.id for s in self.sessions.values() if s.id in with_messages or s.state is not None
         ]
 
 

@@ -21,55 +21,42 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class CorrelationFilter:
-    """A correlation filter; field names follow CorrelationRuleFilter (``label`` = Subject)."""
+    """A correlation filter: system properties by their SQL names (``Label`` = Subject) and
+    application properties, each compared for equality.
 
-    correlation_id: str | None = None
-    message_id: str | None = None
-    to: str | None = None
-    reply_to: str | None = None
-    label: str | None = None
-    session_id: str | None = None
-    reply_to_session_id: str | None = None
-    content_type: str | None = None
+    The system names are those of ``sys.*`` in a SQL filter, so one field list (the topology's
+    ``CorrelationFilterSpec``) feeds every API that spells them.
+    """
+
+    system: Mapping[str, str | None] = field(default_factory=dict)
     properties: Mapping[str, object] = field(default_factory=dict)
-
-    def _system_terms(self) -> tuple[tuple[str, str], ...]:
-        pairs = (
-            ("CorrelationId", self.correlation_id),
-            ("MessageId", self.message_id),
-            ("To", self.to),
-            ("ReplyTo", self.reply_to),
-            ("Label", self.label),
-            ("SessionId", self.session_id),
-            ("ReplyToSessionId", self.reply_to_session_id),
-            ("ContentType", self.content_type),
-        )
-        return tuple((name, value) for name, value in pairs if value is not None)
 
     def __post_init__(self) -> None:
         # Precompute the terms once; matching then loops over a short tuple.
-        object.__setattr__(self, "_terms", self._system_terms())
+        terms = tuple((k, v) for k, v in dict(self.system).items() if v is not None)
+        object.__setattr__(self, "_terms", terms)
         object.__setattr__(self, "_props", tuple(dict(self.properties).items()))
 
     def matches(self, message: MessageView) -> bool:
-        """True when every set field equals the message's value; never raises."""
-        try:
-            system = message.system
-            for name, expected in self._terms:  # type: ignore[attr-defined]
-                actual = id_to_str(system.get(name))
-                if not isinstance(actual, str) or actual != expected:
-                    return False
-            user = message.user
-            for key, expected in self._props:  # type: ignore[attr-defined]
-                actual = user.get(key, _MISSING)
-                if actual is _MISSING:
-                    lkey = key.lower()
-                    actual = next(
-                        (v for k, v in user.items() if isinstance(k, str) and k.lower() == lkey),
-                        None,
-                    )
-                if compare("=", actual, expected) is not True:
-                    return False
-            return True
-        except Exception:
-            return False
+        """True when every set field equals the message's value.
+
+        Every message value is handled (a type that cannot compare is no match); an
+        exception therefore means a malformed view and reaches the caller.
+        """
+        system = message.system
+        for name, expected in self._terms:  # type: ignore[attr-defined]
+            actual = id_to_str(system.get(name))
+            if not isinstance(actual, str) or actual != expected:
+                return False
+        user = message.user
+        for key, expected in self._props:  # type: ignore[attr-defined]
+            actual = user.get(key, _MISSING)
+            if actual is _MISSING:
+                lkey = key.lower()
+                actual = next(
+                    (v for k, v in user.items() if isinstance(k, str) and k.lower() == lkey),
+                    None,
+                )
+            if compare("=", actual, expected) is not True:
+                return False
+        return True

@@ -1,4 +1,4 @@
-"""Compile parsed filters and actions into closures, and the public compile entry points.
+"""Compile parsed filter expressions into closures, and the public filter entry points.
 
 Each AST node becomes one Python closure, built once at rule creation; constant subtrees are
 folded, and the hot shape ``property = 'constant'`` gets a specialised closure, so matching a
@@ -10,7 +10,6 @@ matches only when its condition is exactly ``True``.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,13 +19,9 @@ from typing import Any
 from . import ast as A
 from .errors import SqlFilterError
 from .message import Filter, MessageView
-from .parser import parse_action, parse_filter
+from .parser import parse_filter
 from .sysprops import SYSTEM_PROPERTIES
 from .values import (
-    BOOL,
-    BYTES,
-    DEC,
-    DT,
     FLOAT,
     INT,
     INT64_MAX,
@@ -35,9 +30,7 @@ from .values import (
     NULL,
     STR,
     TD,
-    UUID,
     arith,
-    as_aware,
     compare,
     id_to_str,
     kind_of,
@@ -51,7 +44,6 @@ Fn = Callable[[MessageView], Any]
 DEFAULT_MAX_LENGTH = 1024
 
 _MISSING: Any = object()
-_SKIP: Any = object()
 _PY_CMP: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "<>": operator.ne,
@@ -416,105 +408,13 @@ def _compile_exists(node: A.Exists) -> _Compiled:
     return _Compiled(exists)
 
 
-# ---------------------------------------------------------------------- actions
-def _plain(value: Any, existing: Any) -> Any:
-    """Convert a computed value to a plain Python value for an application property.
-
-    Mirrors "SET performs implicit conversion if possible": a long assigned over an existing
-    double stays a double. UUIDs (newid()) become strings; durations become float seconds.
-    """
-    k = kind_of(value)
-    if k == NULL:
-        return None
-    if k == BOOL:
-        return bool(value)
-    if k == INT:
-        return float(value) if kind_of(existing) == FLOAT else int(value)
-    if k in (FLOAT, DEC):
-        return float(value)
-    if k in (STR, UUID):
-        return str(value)
-    if k == DT:
-        return as_aware(value)
-    if k == TD:
-        return value.total_seconds()
-    if k == BYTES:
-        return bytes(value)
-    return _SKIP
-
-
-def _coerce_sys(ptype: str, value: Any) -> Any:
-    """Convert a value for a typed system property; _SKIP when C# could not convert it."""
-    k = kind_of(value)
-    if k == NULL:
-        return None
-    if ptype == "str":
-        return str(value) if k in (STR, UUID) else _SKIP
-    if ptype == "datetime":
-        return as_aware(value) if k == DT else _SKIP
-    if ptype == "duration":
-        if k == TD:
-            return value.total_seconds()
-        return float(value) if k in (INT, FLOAT, DEC) else _SKIP
-    if ptype == "bool":
-        return bool(value) if k == BOOL else _SKIP
-    return _SKIP  # pragma: no cover - only settable properties reach here
-
-
-Stmt = Callable[[MessageView], None]
-
-
-def _compile_statement(node: A.Node) -> Stmt:
-    if isinstance(node, A.SetStmt):
-        value_fn = _compile(node.value).fn
-        target = node.target
-        name = target.name
-        if target.scope == "sys":
-            ptype = SYSTEM_PROPERTIES[name].type
-
-            def set_sys(m: MessageView) -> None:
-                v = _coerce_sys(ptype, value_fn(m))
-                if v is _SKIP:
-                    return
-                if v is None:
-                    m.system.pop(name, None)
-                else:
-                    m.system[name] = v
-
-            return set_sys
-        lname = name.lower()
-
-        def set_user(m: MessageView) -> None:
-            v = value_fn(m)
-            user = m.user
-            key: str | None = name if name in user else _ci_find(user, lname)[0]
-            key = name if key is None else key
-            pv = _plain(v, user.get(key))
-            if pv is not _SKIP:
-                user[key] = pv
-
-        return set_user
-    assert isinstance(node, A.RemoveStmt)
-    target = node.target
-    name = target.name
-    if target.scope == "sys":
-
-        def remove_sys(m: MessageView) -> None:
-            m.system.pop(name, None)
-
-        return remove_sys
-    lname = name.lower()
-
-    def remove_user(m: MessageView) -> None:
-        for key in [k for k in m.user if isinstance(k, str) and k.lower() == lname]:
-            del m.user[key]
-
-    return remove_user
-
-
 # ---------------------------------------------------------------------- public objects
 class SqlFilter:
-    """A compiled SQL filter. ``matches`` never raises; unknown counts as no match."""
+    """A compiled SQL filter; unknown counts as no match.
+
+    Every SQL-level problem evaluates to unknown, so ``matches`` raises only on an evaluator
+    bug or a malformed view; the broker's rule runner (``core.rules``) reports those.
+    """
 
     __slots__ = ("_fn", "expression")
 
@@ -524,32 +424,10 @@ class SqlFilter:
 
     def matches(self, message: MessageView) -> bool:
         """Return True only when the condition evaluates to TRUE for this message."""
-        try:
-            return self._fn(message) is True
-        except Exception:
-            return False
+        return self._fn(message) is True
 
     def __repr__(self) -> str:
         return f"SqlFilter({self.expression!r})"
-
-
-class SqlRuleAction:
-    """A compiled SQL rule action: statements applied in order, each seeing earlier ones."""
-
-    __slots__ = ("_statements", "expression")
-
-    def __init__(self, expression: str, statements: list[Stmt]) -> None:
-        self.expression = expression
-        self._statements = tuple(statements)
-
-    def apply(self, message: MessageView) -> None:
-        """Mutate the message copy; a statement that cannot be applied is skipped."""
-        for statement in self._statements:
-            with contextlib.suppress(Exception):
-                statement(message)
-
-    def __repr__(self) -> str:
-        return f"SqlRuleAction({self.expression!r})"
 
 
 class _BoolFilter:
@@ -601,24 +479,10 @@ def compile_filter(
     return SqlFilter(text, compiled.fn)
 
 
-def compile_action(
-    expression: str,
-    *,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    parameters: Mapping[str, object] | None = None,
-) -> SqlRuleAction:
-    """Compile a SQL rule action once; raise SqlFilterError (with position) if invalid."""
-    text = _check_text(expression, max_length, "rule action expression")
-    statements = parse_action(text, parameters)
-    return SqlRuleAction(text, [_compile_statement(s) for s in statements])
-
-
 __all__ = [
     "DEFAULT_MAX_LENGTH",
     "FALSE_FILTER",
     "TRUE_FILTER",
     "SqlFilter",
-    "SqlRuleAction",
-    "compile_action",
     "compile_filter",
 ]

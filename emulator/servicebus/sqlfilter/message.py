@@ -23,7 +23,10 @@ class Filter(Protocol):
     """A compiled subscription filter."""
 
     def matches(self, message: MessageView) -> bool:
-        """Return True when the message is selected; never raises (unknown means no match)."""
+        """Return True when the message is selected (unknown means no match).
+
+        Raises only on a bug or a malformed view, never because of a message's values.
+        """
         ...
 
 
@@ -32,5 +35,5 @@ class RuleAction(Protocol):
     """A compiled rule action."""
 
     def apply(self, message: MessageView) -> None:
-        """Mutate ``message.system`` / ``message.user`` in place; never raises."""
+        """Mutate ``message.system`` / ``message.user`` in place; raises only on a bug."""
         ...

@@ -7,6 +7,10 @@ such as "AND needs a condition on its right" instead of a generic syntax error.
 
 Precedence, loosest first: OR, AND, NOT, comparison / [NOT] IN / [NOT] LIKE / IS [NOT] NULL
 (non-associative), + -, * / %, unary + -.
+
+One module of ~510 lines on purpose: a recursive-descent parser is one mutually recursive
+set of methods over one token cursor (the filter ladder, then the action statements that
+reuse it); the lexer, AST, errors and system-property names already live apart.
 """
 
 from __future__ import annotations

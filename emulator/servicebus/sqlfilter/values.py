@@ -248,7 +248,7 @@ def negate(op: str, a: object) -> object:
     if k in (FLOAT, DEC, TD):
         try:
             return -a if op == "-" else a  # type: ignore[operator]
-        except OverflowError:
+        except ArithmeticError:  # overflow, Decimal signalling NaN
             return None
     return None
 
