@@ -34,7 +34,7 @@ test-unit: setup
 
 ## test-integration: the scenarios — real worker apps on a stack (HARNESS_STACK=local|embedded|...)
 test-integration: setup
-	$(BIN)/python -m pytest -q scenarios -n 2
+	$(BIN)/python -m pytest -q scenarios -n 2 --reruns 1 -rR
 
 ## test-mutation: each known defect put back (scenarios/mutants.py) must make its scenarios fail
 test-mutation: setup

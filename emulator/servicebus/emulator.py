@@ -214,6 +214,10 @@ class ServiceBusEmulator(Lifecycle):
     def _on_clock_advanced(self) -> None:
         self.call(self._server.process_due)
 
+    def describe_links(self) -> list[str]:
+        """The open receiver links and their flow state (see ``AmqpServer.describe_links``)."""
+        return self.call(self._server.describe_links)
+
     # -- control API hooks -------------------------------------------------------------------
 
     def _reload_topology(self) -> NamespaceTopology:

@@ -272,13 +272,26 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
                     f"{type(result).__name__}: {result}"
                 ) from result
         for trigger in self._triggers.values():
-            self._loops.append(asyncio.create_task(self._pump(trigger)))
+            pump = asyncio.create_task(self._pump(trigger), name=f"pump {trigger.spec.name}")
+            pump.add_done_callback(self._on_loop_ended)
+            self._loops.append(pump)
         for spec in self.functions.values():
             if spec.trigger_type == TIMER_TRIGGER:
                 self._timer_locks[spec.name] = asyncio.Lock()
                 Schedule.parse(spec.resolved_trigger["schedule"])  # fail at start if invalid
                 if self.run_timers:
                     self._loops.append(asyncio.create_task(self._timer_loop(spec)))
+
+    def _on_loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A pump only ends by cancellation at stop; any other end means a trigger went
+        deaf, so it is logged loudly (and shown by `trigger_states`)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s: %s ended; its trigger receives nothing more",
+                self.name,
+                task.get_name(),
+                exc_info=task.exception(),
+            )
 
     def _receiver(self, spec: FunctionSpec, retry: dict[str, Any]) -> ServiceBusReceiver:
         t = spec.resolved_trigger
@@ -342,6 +355,25 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
     def settlement_address(self) -> str | None:
         server = self._settlement
         return None if server is None else f"{server.host}:{server.port}"
+
+    def trigger_states(self) -> list[str]:
+        """One line per Service Bus trigger: its receiver's generation and health, messages
+        it holds, free slots. Read without locking: for diagnostics, not for decisions."""
+        lines = []
+        for name, trigger in self._triggers.items():
+            receivers = trigger.receivers
+            current = receivers.current
+            lines.append(
+                f"{self.name}/{name}: receiver #{current.generation} "
+                f"broken={current.broken!r} held={current.held} "
+                f"replacements={receivers.replacements} retired={len(receivers.retired)} "
+                f"free slots={trigger.slots._value}"
+            )
+        for task in self._loops:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                lines.append(f"{self.name}: {task.get_name()} ended: {task.exception()!r}")
+        lines.append(f"{self.name}: {len(self._inflight)} invocation(s) in flight")
+        return lines
 
     def peak_concurrency(self, function: str) -> int:
         """The most invocations of `function` that were running at the same time."""

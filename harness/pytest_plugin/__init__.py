@@ -33,6 +33,7 @@ pytest_plugins = [
     "harness.pytest_plugin.stand_ins",
     "harness.pytest_plugin.database",
     "harness.pytest_plugin.timeline",
+    "harness.pytest_plugin.reruns",
 ]
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -43,6 +43,50 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failed test that ran on the in-process emulator gets its state in the report: the
+    open receiver links (credit, window) and the entities holding messages, so a stalled
+    delivery can be told apart from a stalled host after the fact (e.g. in CI)."""
+    report = yield
+    if not (report.failed and call.when == "call"):
+        return report
+    funcargs = getattr(item, "funcargs", {})
+    started = funcargs.get("stack")
+    if getattr(started, "emulator", None) is not None:
+        _add_section(report, "emulator state", lambda: _emulator_state(started.emulator))
+    hosts = getattr(getattr(funcargs.get("workers"), "running", None), "hosts", None)
+    if hosts:
+        _add_section(
+            report,
+            "host triggers",
+            lambda: "\n".join(line for h in hosts.values() for line in h.trigger_states()),
+        )
+    return report
+
+
+def _add_section(report: pytest.TestReport, title: str, render: Callable[[], str]) -> None:
+    try:
+        report.sections.append((title, render()))
+    except Exception as exc:  # diagnostics must never hide the failure itself
+        report.sections.append((title, f"unavailable: {exc!r}"))
+
+
+def _emulator_state(emulator: Any) -> str:
+    from emulator.servicebus.admin.control_client import ControlClient
+
+    lines = ["receiver links:", *(f"  {line}" for line in emulator.describe_links())]
+    with ControlClient(emulator.control_url) as control:
+        entities = control.entities()
+    lines.append("entities holding messages:")
+    for topic in entities["topics"]:
+        for sub in topic["subscriptions"]:
+            counts = {k: v for k, v in sub["counts"].items() if isinstance(v, int) and v}
+            if counts:
+                lines.append(f"  {sub['path']}: {counts}")
+    return "\n".join(lines)
 
 
 def _report(config: pytest.Config, text: str) -> None:

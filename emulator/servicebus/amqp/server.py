@@ -88,6 +88,27 @@ class AmqpServer:
             self._server.close()
             await self._server.wait_closed()
 
+    def describe_links(self) -> list[str]:
+        """One line per open link the emulator sends on (a receiver's): credit, deliveries,
+        window, whether its store has messages. What a test prints when deliveries stall."""
+        now = self.broker.clock.now()
+        lines = []
+        for connection in sorted(self.connections, key=lambda c: c.id):
+            for session in connection.sessions.values():
+                for link in session.links.values():
+                    if not link.is_sender or link.store is None:
+                        continue
+                    available = link.store.has_available(now) if not link.closed else False
+                    lines.append(
+                        f"conn {connection.id} {link.entity_path}: credit={link.credit} "
+                        f"delivered={link.delivery_count} drain={link.drain} "
+                        f"window={session.remote_incoming_window} "
+                        f"delayed={max(0.0, link.delayed_until - now):.1f}s "
+                        f"closed={link.closed} available={available} "
+                        f"active={link.store.active_count}"
+                    )
+        return lines
+
     # -- pumping -------------------------------------------------------------------------------
 
     def want_pump(self, connection: AmqpConnection, link: Link) -> None:
