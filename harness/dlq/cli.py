@@ -26,6 +26,7 @@ from . import (
     replay_dead_letters,
     replay_records,
 )
+from .progress import ReplayProgress, print_summary
 from .replay import NOT_SELECTED
 
 DLQ_HELP = """\
@@ -244,7 +245,6 @@ def _read_export(path: str, skip_bad: bool) -> list[DeadLetterRecord]:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-
     parser: argparse.ArgumentParser = args.dlq_parser
     if args.from_file and (args.topic or args.subscription or args.queue):
         parser.error("--from replays a file; it does not take --topic/--subscription/--queue")
@@ -266,6 +266,8 @@ def _dlq_replay(args: argparse.Namespace) -> int:
             options["admin"] = stack.enter_context(
                 admin_client(args.connection_string, ca_bundle=args.ca_bundle, retries=args.retries)
             )
+        progress = stack.enter_context(ReplayProgress(len(records) if source is None else None))
+        options["on_outcome"] = progress.update
         if source is None:
             report = replay_records(sb, records, **options)  # type: ignore[arg-type]
         else:
@@ -278,5 +280,6 @@ def _dlq_replay(args: argparse.Namespace) -> int:
         line = f"{o.outcome:<12} seq={o.sequence_number} id={o.message_id} -> {o.target}"
         print(line + (f": {o.detail}" if o.detail else ""))
     origin = args.from_file if source is None else source.dead_letter_path
+    print_summary(report, sys.stdout)
     print(f"{report.summary()} (from {origin})")
     return 0 if report.ok else 1

@@ -4,7 +4,8 @@ succeeded; a failed send abandons it. From the DLQ or from an export file."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,13 +57,23 @@ class ReplayReport:
     dry_run: bool = False
     outcomes: list[ReplayOutcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    on_outcome: Callable[[ReplayOutcome], None] | None = None
+    """Told of each outcome as it is decided (the CLI's progress bar)."""
 
     def add(
         self, outcome: Outcome, record: DeadLetterRecord, target: str, detail: str = ""
     ) -> None:
-        self.outcomes.append(
-            ReplayOutcome(outcome, target, record.sequence_number, record.message_id, detail)
-        )
+        decided = ReplayOutcome(outcome, target, record.sequence_number, record.message_id, detail)
+        self.outcomes.append(decided)
+        if self.on_outcome is not None:
+            self.on_outcome(decided)
+
+    def by_target(self) -> dict[str, Counter[Outcome]]:
+        """Outcome counts per target, in the order targets were first seen."""
+        counts: dict[str, Counter[Outcome]] = {}
+        for o in self.outcomes:
+            counts.setdefault(o.target, Counter())[o.outcome] += 1
+        return counts
 
     def count(self, *outcomes: Outcome) -> int:
         return sum(1 for o in self.outcomes if o.outcome in outcomes)
@@ -174,6 +185,7 @@ def replay_dead_letters(
     new_message_id: bool = False,
     admin: ServiceBusAdministrationClient | None = None,
     receive_wait: float = 5.0,
+    on_outcome: Callable[[ReplayOutcome], None] | None = None,
 ) -> ReplayReport:
     """Send copies of selected dead letters to ``to`` (default: the queue or topic they died
     in), completing each dead letter only after its copy was sent.
@@ -183,7 +195,7 @@ def replay_dead_letters(
     get past them; they are abandoned at the end (their delivery count goes up by one).
     """
     target = to or source.entity
-    report = ReplayReport(dry_run=dry_run)
+    report = ReplayReport(dry_run=dry_run, on_outcome=on_outcome)
     windows = _DuplicateWindows(admin, report)
     snapshot: list[int] = []
     chosen: dict[int, DeadLetterRecord] = {}
@@ -312,12 +324,13 @@ def replay_records(
     dry_run: bool = False,
     new_message_id: bool = False,
     admin: ServiceBusAdministrationClient | None = None,
+    on_outcome: Callable[[ReplayOutcome], None] | None = None,
 ) -> ReplayReport:
     """Send copies of exported records to ``to`` (default: each record's origin entity).
 
     The dead-letter queue is not touched: the originals, if still there, stay there.
     """
-    report = ReplayReport(dry_run=dry_run)
+    report = ReplayReport(dry_run=dry_run, on_outcome=on_outcome)
     windows = _DuplicateWindows(admin, report)
     plan: list[tuple[DeadLetterRecord, str, AmqpAnnotatedMessage]] = []
     for record in records:

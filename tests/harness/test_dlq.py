@@ -325,7 +325,10 @@ def test_where_and_message_id_select_and_lock_no_further_than_needed(
         == 0
     )
 
-    assert "replayed 2, skipped 2, failed 0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "replayed 2, skipped 2, failed 0" in out
+    [row] = [line for line in out.splitlines() if line.count("│") == 6 and "2" in line]
+    assert [cell.strip() for cell in row.split("│")[2:6]] == ["2", "2", "0", "0"]  # the table
     left = {row[3]: row[1] for row in bus.dead()}
     assert list(left) == ids([jobs[1], jobs[3]])
     # jobs[1] had to be locked to get past it (then abandoned); jobs[3] was never touched.

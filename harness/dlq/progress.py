@@ -1,0 +1,95 @@
+"""What `harness dlq replay` shows while it works and when it is done: a progress bar on
+stderr (only on a terminal, so pipes and CI logs stay plain) and a table of outcomes per
+target on stdout. Built on rich; the replay itself knows nothing of either."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import IO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from .replay import ReplayOutcome, ReplayReport
+
+COLUMNS = (
+    ("replayed", ("replayed", "would-replay")),
+    ("skipped", ("skipped",)),
+    ("failed", ("failed",)),
+    ("not attempted", ("untouched",)),
+)
+
+
+class ReplayProgress:
+    """`with ReplayProgress(total) as progress: replay(..., on_outcome=progress.update)`.
+
+    ``total`` is how many dead letters will be looked at when known (an export file), else
+    None: the bar then counts without an end. Disabled when stderr is not a terminal."""
+
+    def __init__(self, total: int | None, *, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        self._total = total
+        self._task: TaskID | None = None
+        self._replayed = 0
+        self._failed = 0
+
+    def __enter__(self) -> ReplayProgress:
+        self._progress.start()
+        self._task = self._progress.add_task(self._description(), total=self._total)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def update(self, outcome: ReplayOutcome) -> None:
+        if outcome.outcome in ("replayed", "would-replay"):
+            self._replayed += 1
+        elif outcome.outcome in ("failed", "untouched"):
+            self._failed += 1
+        assert self._task is not None, "use ReplayProgress as a context manager"
+        self._progress.update(self._task, advance=1, description=self._description())
+
+    def _description(self) -> str:
+        return f"dead letters: {self._replayed} replayed, {self._failed} failed"
+
+
+def summary_table(report: ReplayReport) -> Table:
+    """One row per target: how many were replayed, skipped, failed, not attempted."""
+    verb = "would replay" if report.dry_run else "replayed"
+    table = Table(title="replay summary")
+    table.add_column("target")
+    for name, _ in COLUMNS:
+        table.add_column(verb if name == "replayed" else name, justify="right")
+    for target, counts in report.by_target().items():
+        table.add_row(target, *(str(sum(counts[o] for o in kinds)) for _, kinds in COLUMNS))
+    return table
+
+
+def print_summary(report: ReplayReport, file: IO[str] | None = None) -> None:
+    """The table, if anything was looked at, on stdout (or ``file``)."""
+    if report.outcomes:
+        Console(file=file, soft_wrap=True).print(summary_table(report))
