@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from rich.console import Console
+
 from . import (
     DeadLetterRecord,
     DeadLetterSource,
@@ -26,7 +28,7 @@ from . import (
     replay_dead_letters,
     replay_records,
 )
-from .progress import ReplayProgress, print_summary
+from .progress import ExportProgress, ReplayProgress, print_summary
 from .replay import NOT_SELECTED
 
 DLQ_HELP = """\
@@ -216,21 +218,25 @@ def _replace_when_done(path: Path) -> Iterator[TextIO]:
 
 
 def _dlq_export(args: argparse.Namespace) -> int:
-
     source = _dlq_source(args)
-    with client(args.connection_string, retries=args.retries) as sb:
+    with client(args.connection_string, retries=args.retries) as sb, ExportProgress() as bar:
         if args.out is None:
-            count = export_dead_letters(sb, source, sys.stdout, max_count=args.max, ascii_only=True)
+            count = export_dead_letters(
+                sb, source, sys.stdout, max_count=args.max, ascii_only=True, on_record=bar.update
+            )
         else:
             with _replace_when_done(Path(args.out)) as out:
-                count = export_dead_letters(sb, source, out, max_count=args.max)
+                count = export_dead_letters(
+                    sb, source, out, max_count=args.max, on_record=bar.update
+                )
+    if count:  # the records own stdout when no --out is given: the table goes to stderr
+        Console(stderr=True, soft_wrap=True).print(bar.table())
     where = f" to {args.out}" if args.out else ""
     print(f"exported {count} dead letter(s) from {source.dead_letter_path}{where}", file=sys.stderr)
     return 0
 
 
 def _read_export(path: str, skip_bad: bool) -> list[DeadLetterRecord]:
-
     try:
         if path == "-":
             lines = sys.stdin.buffer.read().splitlines()

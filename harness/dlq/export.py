@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -92,11 +92,15 @@ def export_dead_letters(
     *,
     max_count: int | None = None,
     ascii_only: bool = False,
+    on_record: Callable[[DeadLetterRecord], None] | None = None,
 ) -> int:
-    """Write one JSON line per dead letter to ``out``; return how many."""
+    """Write one JSON line per dead letter to ``out``; return how many. ``on_record`` is
+    told of each one written (the CLI's progress bar)."""
     written = 0
     for message in peek_dead_letters(client, source, max_count=max_count):
         record = DeadLetterRecord.from_message(message, source.dead_letter_path)
         out.write(json.dumps(record.to_json(), ensure_ascii=ascii_only) + "\n")
         written += 1
+        if on_record is not None:
+            on_record(record)
     return written

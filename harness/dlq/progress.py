@@ -1,11 +1,13 @@
-"""What `harness dlq replay` shows while it works and when it is done: a progress bar on
-stderr (only on a terminal, so pipes and CI logs stay plain) and a table of outcomes per
-target on stdout. Built on rich; the replay itself knows nothing of either."""
+"""What `harness dlq export` and `replay` show while they work and when they are done: a
+progress bar on stderr (only on a terminal, so pipes and CI logs stay plain) and a summary
+table (dead letters by reason; outcomes per target). Built on rich; the export and replay
+themselves know nothing of either, they only report each record or outcome."""
 
 from __future__ import annotations
 
+from collections import Counter
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .records import DeadLetterRecord
 from .replay import ReplayOutcome, ReplayReport
 
 COLUMNS = (
@@ -29,13 +32,10 @@ COLUMNS = (
 )
 
 
-class ReplayProgress:
-    """`with ReplayProgress(total) as progress: replay(..., on_outcome=progress.update)`.
+class _Bar:
+    """A transient rich progress bar on stderr, disabled when stderr is not a terminal."""
 
-    ``total`` is how many dead letters will be looked at when known (an export file), else
-    None: the bar then counts without an end. Disabled when stderr is not a terminal."""
-
-    def __init__(self, total: int | None, *, console: Console | None = None) -> None:
+    def __init__(self, total: int | None, console: Console | None) -> None:
         self.console = console or Console(stderr=True)
         self._progress = Progress(
             SpinnerColumn(),
@@ -49,10 +49,8 @@ class ReplayProgress:
         )
         self._total = total
         self._task: TaskID | None = None
-        self._replayed = 0
-        self._failed = 0
 
-    def __enter__(self) -> ReplayProgress:
+    def __enter__(self) -> Self:
         self._progress.start()
         self._task = self._progress.add_task(self._description(), total=self._total)
         return self
@@ -65,16 +63,57 @@ class ReplayProgress:
     ) -> None:
         self._progress.stop()
 
+    def _advance(self) -> None:
+        assert self._task is not None, "use the progress bar as a context manager"
+        self._progress.update(self._task, advance=1, description=self._description())
+
+    def _description(self) -> str:
+        raise NotImplementedError
+
+
+class ReplayProgress(_Bar):
+    """`with ReplayProgress(total) as progress: replay(..., on_outcome=progress.update)`.
+
+    ``total`` is how many dead letters will be looked at when known (an export file), else
+    None: the bar then counts without an end."""
+
+    def __init__(self, total: int | None, *, console: Console | None = None) -> None:
+        super().__init__(total, console)
+        self._replayed = 0
+        self._failed = 0
+
     def update(self, outcome: ReplayOutcome) -> None:
         if outcome.outcome in ("replayed", "would-replay"):
             self._replayed += 1
         elif outcome.outcome in ("failed", "untouched"):
             self._failed += 1
-        assert self._task is not None, "use ReplayProgress as a context manager"
-        self._progress.update(self._task, advance=1, description=self._description())
+        self._advance()
 
     def _description(self) -> str:
         return f"dead letters: {self._replayed} replayed, {self._failed} failed"
+
+
+class ExportProgress(_Bar):
+    """Counts exported dead letters, and their reasons for the summary table."""
+
+    def __init__(self, total: int | None = None, *, console: Console | None = None) -> None:
+        super().__init__(total, console)
+        self.reasons: Counter[str] = Counter()
+
+    def update(self, record: DeadLetterRecord) -> None:
+        self.reasons[record.dead_letter_reason or "(none)"] += 1
+        self._advance()
+
+    def _description(self) -> str:
+        return f"exported {sum(self.reasons.values())}"
+
+    def table(self) -> Table:
+        table = Table(title="exported dead letters by reason")
+        table.add_column("DeadLetterReason")
+        table.add_column("count", justify="right")
+        for reason, count in self.reasons.most_common():
+            table.add_row(reason, str(count))
+        return table
 
 
 def summary_table(report: ReplayReport) -> Table:

@@ -8,7 +8,8 @@ import re
 
 from rich.console import Console
 
-from harness.dlq.progress import ReplayProgress, print_summary
+from harness.dlq.progress import ExportProgress, ReplayProgress, print_summary
+from harness.dlq.records import DeadLetterRecord
 from harness.dlq.replay import Outcome, ReplayOutcome, ReplayReport
 
 
@@ -64,3 +65,14 @@ def test_no_progress_is_drawn_when_stderr_is_not_a_terminal() -> None:
     with ReplayProgress(None, console=Console(file=screen, force_terminal=False)) as progress:
         progress.update(ReplayOutcome("replayed", "jobs", 1, "m"))
     assert screen.getvalue() == ""
+
+
+def test_export_counts_reasons_for_its_table() -> None:
+    screen = io.StringIO()
+    with ExportProgress(console=Console(file=screen, force_terminal=True)) as bar:
+        for reason in ("AiTimeout", "AiTimeout", None):
+            bar.update(DeadLetterRecord("q/$DeadLetterQueue", b"{}", dead_letter_reason=reason))
+    out = io.StringIO()
+    Console(file=out).print(bar.table())
+    assert _row(out.getvalue(), "AiTimeout") == [2]
+    assert _row(out.getvalue(), "(none)") == [1]
