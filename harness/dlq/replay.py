@@ -22,7 +22,7 @@ from azure.servicebus import (
 from azure.servicebus.amqp import (
     AmqpAnnotatedMessage,
 )
-from azure.servicebus.exceptions import ServiceBusError
+from azure.servicebus.exceptions import MessageLockLostError, ServiceBusError
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusReceiver, ServiceBusSender
@@ -267,13 +267,19 @@ def _move(
                 # What was peeked may have changed since: send what is locked now.
                 record = DeadLetterRecord.from_message(message, receiver.entity_path)
                 if not _move_one(receiver, sender, message, record, target, report, new_message_id):
-                    _stop(chosen, target, report, "stopped after a failed send")
+                    _stop(chosen, target, report, "stopped: the receiver or target failed for good")
                     held.extend(batch[index + 1 :])
                     return
     finally:
         for message in held:
-            with contextlib.suppress(ServiceBusError):  # a lapsed lock frees it just the same
-                receiver.abandon_message(message)
+            _abandon_quietly(receiver, message)
+
+
+def _abandon_quietly(receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage) -> None:
+    """Give a lock back if the receiver still can; if not (lock lost, link or connection
+    gone: the SDK then raises ValueError), the lock lapses and frees it just the same."""
+    with contextlib.suppress(ServiceBusError, ValueError):
+        receiver.abandon_message(message)
 
 
 def _stop(chosen: dict[int, DeadLetterRecord], target: str, report: ReplayReport, why: str) -> None:
@@ -295,13 +301,12 @@ def _move_one(
     try:
         sender.send_messages(record.to_message(new_message_id=new_message_id))
     except (AzureError, TypeError, ValueError) as exc:
-        with contextlib.suppress(ServiceBusError):
-            receiver.abandon_message(message)
+        _abandon_quietly(receiver, message)
         report.add("failed", record, target, f"send failed, left in the DLQ: {describe_error(exc)}")
         return not _fatal(exc)
     try:
         receiver.complete_message(message)
-    except ServiceBusError as exc:
+    except (ServiceBusError, ValueError) as exc:
         report.add(
             "failed",
             record,
@@ -309,7 +314,9 @@ def _move_one(
             f"the copy WAS sent but the dead letter could not be completed "
             f"({describe_error(exc)}); it is still in the DLQ and a later replay sends it again",
         )
-        return True
+        # One lost lock says nothing about the rest; a receiver that is gone cannot complete
+        # any of them, so sending more copies would only make more duplicates.
+        return isinstance(exc, MessageLockLostError)
     report.add("replayed", record, target)
     return True
 

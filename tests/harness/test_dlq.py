@@ -403,6 +403,61 @@ def test_a_failing_send_abandons_and_loses_nothing(bus: Bus, cs: str) -> None:
     assert ids(bus.live()) == ids(jobs)
 
 
+def test_faults_mid_replay_then_a_rerun_lose_nothing_and_resend_only_what_was_unsettled(
+    bus: Bus, cs: str
+) -> None:
+    """Issue 12, point 4. Sends answer server-busy and completes lose their lock or drop the
+    connection at random (seeded) in the middle of a replay; after the faults stop and the
+    locks they stranded lapse, a rerun finishes. No dead letter is lost; a dead letter is
+    sent twice only where the report said its copy went out but it could not be completed,
+    and every copy of one dead letter carries the same replay marker, so the processor runs
+    the job once (it restarts a job once per marker: workers/common/processor.py)."""
+    import random
+
+    jobs = [job() for _ in range(16)]
+    bus.dead_letter(jobs)
+    emu = bus.emu
+    rules = [
+        FaultRule("send", "server-busy", entity=TOPIC, probability=0.15),
+        FaultRule("settle", "lock-lost", entity=CHAT_DLQ, probability=0.2),
+        FaultRule("settle", "connection-drop", entity=CHAT_DLQ, probability=0.1),
+    ]
+
+    def arm() -> None:
+        emu.faults.random = random.Random(12).random
+        for rule in rules:
+            emu.faults.add(rule)
+
+    emu.call(arm)
+    sent_unsettled: list[str | None] = []
+    reports = []
+    with dlq.client(cs, retries=0) as sb:
+        for attempt in range(8):
+            report = dlq.replay_dead_letters(sb, SOURCE, receive_wait=1)
+            reports.append(report)
+            sent_unsettled += [
+                o.message_id for o in report.outcomes if "the copy WAS sent" in o.detail
+            ]
+            if attempt == 1:
+                emu.call(emu.faults.clear)
+            emu.clock.advance(61)  # past the 1-minute lock a dropped link stranded
+            if not bus.dead():
+                break
+    assert not reports[0].ok, "the faults did not hit the first replay: the test proves nothing"
+    assert bus.dead() == []  # every dead letter was replayed in the end
+
+    copies = bus.receive(len(jobs) + len(sent_unsettled))
+    per_id: dict[str | None, list[object]] = {}
+    for copy in copies:
+        per_id.setdefault(copy.message_id, []).append(props(copy)["x-replay-of"])
+    assert sorted(per_id, key=str) == sorted(ids(jobs), key=str)  # none lost, none invented
+    for message_id, markers in per_id.items():
+        assert len(markers) == 1 + sent_unsettled.count(message_id), message_id
+        assert len(set(markers)) == 1, markers  # one marker per dead letter: runs once
+    assert bus.live() == []  # and nothing beyond those copies
+    assert all(rule.fired for rule in rules), [(r.effect, r.fired) for r in rules]
+
+
 def test_a_deduplicating_target_is_skipped_unless_ids_are_renewed(
     bus: Bus, cs: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
