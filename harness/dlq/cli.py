@@ -29,6 +29,7 @@ from . import (
     replay_records,
 )
 from .progress import ExportProgress, ReplayProgress, print_summary
+from .redact import Redaction
 from .replay import NOT_SELECTED
 
 DLQ_HELP = """\
@@ -127,6 +128,13 @@ def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         sub.add_argument("--queue", help="queue whose DLQ is read")
         sub.add_argument("--max", type=_positive, help="at most N dead letters")
     export.add_argument("--out", help="write to FILE (replaced only once complete); default stdout")
+    export.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="replace body.<path> of a JSON body or prop:<name> with '<redacted>' (repeatable)",
+    )
     export.set_defaults(dlq_run=_dlq_export)
     replay.add_argument(
         "--from",
@@ -219,16 +227,25 @@ def _replace_when_done(path: Path) -> Iterator[TextIO]:
 
 def _dlq_export(args: argparse.Namespace) -> int:
     source = _dlq_source(args)
+    redaction = Redaction.parse(args.redact)
     with client(args.connection_string, retries=args.retries) as sb, ExportProgress() as bar:
-        if args.out is None:
-            count = export_dead_letters(
-                sb, source, sys.stdout, max_count=args.max, ascii_only=True, on_record=bar.update
+
+        def export(out: TextIO, ascii_only: bool) -> int:
+            return export_dead_letters(
+                sb,
+                source,
+                out,
+                max_count=args.max,
+                ascii_only=ascii_only,
+                on_record=bar.update,
+                redaction=redaction,
             )
+
+        if args.out is None:
+            count = export(sys.stdout, ascii_only=True)
         else:
             with _replace_when_done(Path(args.out)) as out:
-                count = export_dead_letters(
-                    sb, source, out, max_count=args.max, on_record=bar.update
-                )
+                count = export(out, ascii_only=False)
     if count:  # the records own stdout when no --out is given: the table goes to stderr
         Console(stderr=True, soft_wrap=True).print(bar.table())
     where = f" to {args.out}" if args.out else ""

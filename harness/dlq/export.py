@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from .clients import DeadLetterSource
 from .errors import _sdk_errors
 from .records import _PEEK_BATCH, DeadLetterRecord
+from .redact import Redaction
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,16 @@ def export_dead_letters(
     max_count: int | None = None,
     ascii_only: bool = False,
     on_record: Callable[[DeadLetterRecord], None] | None = None,
+    redaction: Redaction | None = None,
 ) -> int:
     """Write one JSON line per dead letter to ``out``; return how many. ``on_record`` is
-    told of each one written (the CLI's progress bar)."""
+    told of each one written (the CLI's progress bar); ``redaction`` replaces named fields
+    (a record it cannot redact stops the export with `RedactionError`)."""
     written = 0
     for message in peek_dead_letters(client, source, max_count=max_count):
         record = DeadLetterRecord.from_message(message, source.dead_letter_path)
+        if redaction:
+            record = redaction.apply(record)
         out.write(json.dumps(record.to_json(), ensure_ascii=ascii_only) + "\n")
         written += 1
         if on_record is not None:

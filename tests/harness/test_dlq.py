@@ -381,6 +381,29 @@ def test_replay_to_a_missing_entity_fails_before_touching_anything(
     assert bus.dead() == before
 
 
+def test_export_redacts_named_fields_and_refuses_what_it_cannot(
+    bus: Bus, cs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bus.dead_letter([job(email="ada@example.com")])
+    out = tmp_path / "redacted.jsonl"
+    argv = ("--out", str(out), "--redact", "body.creatorId", "--redact", "prop:email")
+    assert cli("export", cs, *CHAT_ARGS, *argv) == 0
+    [line] = [json.loads(text) for text in out.read_text().splitlines()]
+    assert json.loads(line["body"])["creatorId"] == "<redacted>"
+    assert line["application_properties"]["email"] == "<redacted>"
+    assert line["application_properties"]["jobType"] == "chat.suggest"
+    assert "ada@example.com" not in out.read_text()
+
+    bus.dead_letter(
+        [ServiceBusMessage("not json", application_properties={"jobType": "chat.suggest"})]
+    )
+    refused = tmp_path / "refused.jsonl"
+    err = _cli_error(capsys, "export", cs, *CHAT_ARGS, "--out", str(refused), "--redact", "body.a")
+    assert "the body is not JSON; cannot redact its fields" in err
+    assert not refused.exists() and not list(tmp_path.glob(".refused*"))  # nothing half-written
+    assert len(bus.dead()) == 2  # and export never changes the DLQ
+
+
 def test_a_failing_send_abandons_and_loses_nothing(bus: Bus, cs: str) -> None:
     jobs = [job(), job(), job()]
     bus.dead_letter(jobs)
