@@ -23,6 +23,22 @@ if TYPE_CHECKING:
     from standins.signalr import SignalRServer
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("replays", "dead letters kept as regression tests (scenarios/replays/)")
+    group.addoption(
+        "--replays",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run these export files (or directories of them) as tests",
+    )
+    group.addoption(
+        "--replays-update",
+        action="store_true",
+        help="write each kept dead letter's outcome to NAME.expected.json instead of comparing",
+    )
+
+
 @pytest.fixture(scope="session")
 def db(stack: Stack) -> Iterator[AppDatabase]:
     """The stack's (per-worker) PostgreSQL database, the apps' tables created."""
