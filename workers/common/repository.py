@@ -100,6 +100,26 @@ class JobRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    def _insert_if_missing(self, job: JobMessage, now: datetime) -> Any:
+        """INSERT the job's row as `pending` unless one exists (a message may arrive before,
+        or without, the API's row)."""
+        return (
+            self._upsert(Job)
+            .values(
+                id=job.job_id,
+                job_type=job.job_type.value,
+                creator_id=job.creator_id,
+                status=JobStatus.PENDING.value,
+                progress=0,
+                attempt=job.attempt,
+                payload=job.payload,
+                deadline_ms=job.deadline_ms,
+                created_at=job.created_at,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+
     def _upsert(self, table: Any) -> Any:
         """Dialect-specific INSERT supporting ON CONFLICT (PostgreSQL and SQLite)."""
         dialect = self.engine.dialect.name
@@ -165,23 +185,7 @@ class JobRepository:
     async def start_attempt(self, job: JobMessage, now: datetime) -> StartResult:
         """Move the job to `processing` for this attempt, creating the row if missing."""
         async with self.engine.begin() as conn:
-            stmt = (
-                self._upsert(Job)
-                .values(
-                    id=job.job_id,
-                    job_type=job.job_type.value,
-                    creator_id=job.creator_id,
-                    status=JobStatus.PENDING.value,
-                    progress=0,
-                    attempt=job.attempt,
-                    payload=job.payload,
-                    deadline_ms=job.deadline_ms,
-                    created_at=job.created_at,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
-            await conn.execute(stmt)
+            await conn.execute(self._insert_if_missing(job, now))
             result = await conn.execute(
                 update(Job)
                 .where(Job.id == job.job_id, Job.status.in_(_OPEN), Job.attempt <= job.attempt)
@@ -333,22 +337,7 @@ class JobRepository:
             conditions.append(Job.attempt <= max_attempt)
         async with self.engine.begin() as conn:
             if seed is not None:
-                await conn.execute(
-                    self._upsert(Job)
-                    .values(
-                        id=seed.job_id,
-                        job_type=seed.job_type.value,
-                        creator_id=seed.creator_id,
-                        status=JobStatus.PENDING.value,
-                        progress=0,
-                        attempt=seed.attempt,
-                        payload=seed.payload,
-                        deadline_ms=seed.deadline_ms,
-                        created_at=seed.created_at,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                )
+                await conn.execute(self._insert_if_missing(seed, now))
             result = await conn.execute(
                 update(Job)
                 .where(*conditions)
