@@ -50,7 +50,10 @@ class KeptDeadLetter:
         return read_expectations(self.expectations_file).get(self.key)
 
     def store(self, seen: dict[str, Any]) -> None:
-        """Write what was seen for this dead letter (a lock: xdist workers share the file)."""
+        """Write what was seen for this dead letter (a lock: xdist workers share the file).
+
+        The lock file stays (git ignores it): removing it would let a waiting worker and a
+        new one each lock a different file."""
         path = self.expectations_file
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -58,7 +61,6 @@ class KeptDeadLetter:
             current[self.key] = seen
             ordered = dict(sorted(current.items(), key=lambda item: int(item[0])))
             path.write_text(json.dumps(ordered, indent=2) + "\n")
-        path.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def expectations_path(export: Path) -> Path:

@@ -358,7 +358,7 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
 
     def trigger_states(self) -> list[str]:
         """One line per Service Bus trigger: its receiver's generation and health, messages
-        it holds, free slots. Read without locking: for diagnostics, not for decisions."""
+        it holds, runs against the limit. For diagnostics, not for decisions."""
         lines = []
         for name, trigger in self._triggers.items():
             receivers = trigger.receivers
@@ -367,7 +367,7 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
                 f"{self.name}/{name}: receiver #{current.generation} "
                 f"broken={current.broken!r} held={current.held} "
                 f"replacements={receivers.replacements} retired={len(receivers.retired)} "
-                f"free slots={trigger.slots._value}"
+                f"running={self._log.running(name)}/{self.options.max_concurrent_calls}"
             )
         for task in self._loops:
             if task.done() and not task.cancelled() and task.exception() is not None:

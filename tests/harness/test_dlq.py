@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import math
+import random
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -435,8 +436,6 @@ def test_faults_mid_replay_then_a_rerun_lose_nothing_and_resend_only_what_was_un
     sent twice only where the report said its copy went out but it could not be completed,
     and every copy of one dead letter carries the same replay marker, so the processor runs
     the job once (it restarts a job once per marker: workers/common/processor.py)."""
-    import random
-
     jobs = [job() for _ in range(16)]
     bus.dead_letter(jobs)
     emu = bus.emu

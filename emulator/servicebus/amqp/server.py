@@ -90,7 +90,8 @@ class AmqpServer:
 
     def describe_links(self) -> list[str]:
         """One line per open link the emulator sends on (a receiver's): credit, deliveries,
-        window, whether its store has messages. What a test prints when deliveries stall."""
+        window, whether its store has messages queued for it. What a test prints when
+        deliveries stall; it reads only, so printing it changes nothing."""
         now = self.broker.clock.now()
         lines = []
         for connection in sorted(self.connections, key=lambda c: c.id):
@@ -98,13 +99,15 @@ class AmqpServer:
                 for link in session.links.values():
                     if not link.is_sender or link.store is None:
                         continue
-                    available = link.store.has_available(now) if not link.closed else False
+                    # The cheap hint, not `has_available`: that one expires messages, and a
+                    # report must not change what it reports on.
+                    queued = link.store.has_any_available(link.message_session)
                     lines.append(
                         f"conn {connection.id} {link.entity_path}: credit={link.credit} "
                         f"delivered={link.delivery_count} drain={link.drain} "
                         f"window={session.remote_incoming_window} "
                         f"delayed={max(0.0, link.delayed_until - now):.1f}s "
-                        f"closed={link.closed} available={available} "
+                        f"closed={link.closed} queued={queued} "
                         f"active={link.store.active_count}"
                     )
         return lines
