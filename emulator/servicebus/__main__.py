@@ -11,6 +11,7 @@ import time
 
 from .config import ConfigError
 from .emulator import PROJECT_CONFIG, ServiceBusEmulator
+from .persistence import DataDirError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the HTTPS CA bundle (default: <tempdir>/sbemu-<port>)",
     )
     parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep entities, messages, sessions, duplicate ids and the clock here across "
+        "restarts (default: nothing is kept; delete the directory to start fresh)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="DEBUG logs every admin/control request"
     )
     args = parser.parse_args(argv)
@@ -41,11 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             admin_port=args.admin_port,
             tls_dir=args.tls_dir,
+            data_dir=args.data_dir,
         )
         emulator.start()
     except ConfigError as exc:
         print(f"sbemu: invalid configuration {args.config}:\n{exc}", file=sys.stderr)
         return 2
+    except DataDirError as exc:
+        print(f"sbemu: cannot use the data dir: {exc}", file=sys.stderr)
+        return 4
     except OSError as exc:
         print(
             f"sbemu: cannot listen on {args.host}:{args.port} / {args.admin_port}: {exc}\n"
@@ -70,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(len(t.subscriptions) for t in topology.topics)} subscription(s)",
         flush=True,
     )
+    report = emulator.load_report
+    if report is not None:
+        found = (
+            "new state"
+            if report.fresh
+            else f"restored {report.entities} entities, {report.messages} message(s), "
+            f"{report.sessions} session state(s), {report.duplicates} duplicate id(s)"
+        )
+        print(f"  data dir: {emulator.data_dir} ({found})", flush=True)
     print(f"  connection string: {emulator.connection_string}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -18,11 +18,13 @@ from typing import TypeVar
 from .._lifecycle import Lifecycle
 from .admin import AdminServer, AtomApi, ControlApi
 from .admin import tls as admin_tls
+from .admin.atom import ParsedRule
 from .amqp.server import AmqpServer
 from .config import load_config
 from .core.broker import Broker
 from .core.clock import EmulatorClock
 from .faults import FaultInjector
+from .persistence import LoadReport, SqliteJournal
 from .topology import ROOT_POLICY_KEY, ROOT_POLICY_NAME, NamespaceTopology
 
 log = logging.getLogger("emulator.servicebus")
@@ -45,7 +47,10 @@ class ServiceBusEmulator(Lifecycle):
         clock: EmulatorClock | None = None,
         tls_dir: str | Path | None = None,
         config_path: str | Path | None = None,
+        data_dir: str | Path | None = None,
     ) -> None:
+        """``data_dir`` keeps the state across restarts (see "Durable state" in
+        docs/emulator.md); an unusable one raises ``persistence.DataDirError`` at once."""
         self.topology = topology
         self.host = host
         self.port = port
@@ -53,7 +58,23 @@ class ServiceBusEmulator(Lifecycle):
         self.clock = clock or EmulatorClock()
         self.config_path = Path(config_path) if config_path is not None else None
         self._initial = copy.deepcopy(topology)
-        self.broker = Broker(topology, self.clock)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.journal: SqliteJournal | None = None
+        self.load_report: LoadReport | None = None
+        """What the start found in ``data_dir`` (None without one)."""
+        if self.data_dir is not None:
+            self.journal = SqliteJournal.open(self.data_dir)
+            try:
+                self.journal.restore_clock(self.clock)
+                self.journal.merge_topology(topology)
+                self.broker = Broker(topology, self.clock)
+                self.load_report = self.journal.restore(self.broker)
+            except BaseException:
+                self.journal.close()
+                raise
+            self.clock.on_advance(self._save_clock)
+        else:
+            self.broker = Broker(topology, self.clock)
         self.faults = FaultInjector()
         """Fault rules and per-entity operation counts; the AMQP layer calls ``check``."""
         self._server = AmqpServer(
@@ -69,6 +90,8 @@ class ServiceBusEmulator(Lifecycle):
             reload=self._reload_topology,
             after_reload=self._drop_amqp_connections,
         )
+        if self.journal is not None:
+            self._remember_rule_parameters()
         self._tls_dir = Path(tls_dir) if tls_dir is not None else None
         self._tls: admin_tls.TlsMaterial | None = None
         self._admin_server: AdminServer | None = None
@@ -88,6 +111,8 @@ class ServiceBusEmulator(Lifecycle):
     def start(self) -> ServiceBusEmulator:
         if self._thread is not None:
             raise RuntimeError("emulator already started")
+        if self.journal is not None and self.journal.closed:
+            raise RuntimeError("a durable emulator cannot start again: make a new one")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -142,12 +167,14 @@ class ServiceBusEmulator(Lifecycle):
 
     def stop(self) -> None:
         self.clock.remove_listener(self._advance_listener)
-        if self._loop is None or self._thread is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-        self._loop = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+            self._loop = None
+        if self.journal is not None:
+            self.clock.remove_listener(self._save_clock)
+            self.journal.close()
 
     # -- what clients need -----------------------------------------------------------------------
 
@@ -213,6 +240,32 @@ class ServiceBusEmulator(Lifecycle):
 
     def _on_clock_advanced(self) -> None:
         self.call(self._server.process_due)
+
+    def _remember_rule_parameters(self) -> None:
+        """Rules restored with ``@name`` parameters read them back over HTTPS as created."""
+        for topic in self.broker.topics.values():
+            for sub in topic.subscriptions.values():
+                for rule in sub.rules:
+                    if rule.filter_parameters or rule.action_parameters:
+                        parsed = ParsedRule(
+                            rule.description,
+                            dict(rule.filter_parameters or {}),
+                            dict(rule.action_parameters or {}),
+                        )
+                        key = f"{sub.path}/Rules/{rule.name}".casefold()
+                        self.atom_api.rules[key] = (parsed, sub.created_at)
+
+    def _save_clock(self) -> None:
+        """The clock's offset is state: keep it (on the loop, where the journal is used)."""
+        journal = self.journal
+        assert journal is not None
+        offset = self.clock.offset
+
+        def save() -> None:
+            journal.clock_offset(offset)
+            journal.commit()
+
+        self.call(save)
 
     def describe_links(self) -> list[str]:
         """The open receiver links and their flow state (see ``AmqpServer.describe_links``)."""

@@ -6,6 +6,7 @@ Single-threaded by design: the AMQP server calls it from its event loop only.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..topology import (
     NamespaceTopology,
@@ -40,6 +41,9 @@ from .message import (
 from .rules import CompiledRule
 from .store import MessageStore, StoreCounters
 
+if TYPE_CHECKING:
+    from .journal import Journal
+
 MAX_FORWARDING_HOPS = 4
 _DLQ = DEAD_LETTER_SUFFIX.casefold()
 _TDLQ = TRANSFER_DEAD_LETTER_SUFFIX.casefold()
@@ -51,6 +55,8 @@ class Broker:
         self.clock = clock
         self.queues: dict[str, Queue] = {}
         self.topics: dict[str, Topic] = {}
+        self.journal: Journal | None = None
+        """Set by ``attach_journal`` (a durable emulator); None costs nothing."""
         cycle = forwarding_cycle(topology)
         if cycle:
             raise InvalidOperationError("ForwardTo makes a loop: " + " -> ".join(cycle))
@@ -58,6 +64,36 @@ class Broker:
             self.add_queue(queue)
         for topic in topology.topics:
             self.add_topic(topic)
+
+    # -- durable state ---------------------------------------------------------------------------
+
+    def attach_journal(self, journal: Journal | None) -> None:
+        """Report every later state change to ``journal`` (see ``core.journal``); None detaches.
+
+        Operations that change state commit the journal before they return, so whatever the
+        adapter answers afterwards is already durable.
+        """
+        self.journal = journal
+        for queue in self.queues.values():
+            self._attach(queue)
+        for topic in self.topics.values():
+            self._attach(topic)
+
+    def _attach(self, entity: Queue | Topic) -> None:
+        journal = self.journal
+        entity.sequence.journal = journal
+        if entity.duplicates is not None:
+            entity.duplicates.journal = journal
+        if isinstance(entity, Topic):
+            entity.journal = journal
+        for store in entity.stores():
+            store.journal = journal
+
+    def _changed(self, path: str) -> None:
+        """An admin operation changed ``path``: make it durable before answering."""
+        if self.journal is not None:
+            self.journal.entity(path)
+            self.journal.commit()
 
     # -- registry ------------------------------------------------------------------------------
 
@@ -69,6 +105,8 @@ class Broker:
         queue.created_at = self.clock.now()
         self._wire_forwarding(queue, description)
         self.queues[key] = queue
+        if self.journal is not None:
+            self._attach(queue)
         return queue
 
     def add_topic(self, description: TopicDescription) -> Topic:
@@ -81,6 +119,8 @@ class Broker:
             sub.created_at = topic.created_at
             self._wire_forwarding(sub, sub.description)
         self.topics[key] = topic
+        if self.journal is not None:
+            self._attach(topic)
         return topic
 
     def queue(self, name: str) -> Queue:
@@ -183,13 +223,18 @@ class Broker:
                         "only receive messages that have the SessionId set to a valid value."
                     )
         now = self.clock.now()
-        return [target.accept(message, now) for message in messages]
+        numbers = [target.accept(message, now) for message in messages]
+        if self.journal is not None:
+            self.journal.commit()
+        return numbers
 
     def schedule(self, path: str, messages: list[BrokerMessage]) -> list[int]:
         return self.send(path, messages)
 
     def cancel_scheduled(self, path: str, sequence_numbers: list[int]) -> None:
         self._send_target(path).cancel_scheduled(sequence_numbers)
+        if self.journal is not None:
+            self.journal.commit()
 
     # -- auto-forwarding ----------------------------------------------------------------------
 
@@ -245,6 +290,8 @@ class Broker:
             topic.process_due(now)
         for store in self.stores():
             store.process_due(now)
+        if self.journal is not None:
+            self.journal.commit()
 
     def next_deadline(self) -> float | None:
         deadlines = [t.next_deadline() for t in self.topics.values()]
@@ -263,11 +310,17 @@ class Broker:
                     rule.evaluation_errors = 0
         for entity in [*self.queues.values(), *self.topics.values()]:
             if entity.duplicates is not None:
-                entity.duplicates = DuplicateDetector(entity.duplicates.window)
+                old = entity.duplicates
+                entity.duplicates = DuplicateDetector(old.window, old.key)
+                if self.journal is not None:
+                    self.journal.duplicates_cleared(old)
+                    entity.duplicates.journal = self.journal
         for store in self.stores():
             store.clear()
             store.counters = StoreCounters()
             store.accessed_at = 0.0
+        if self.journal is not None:
+            self.journal.commit()
 
     # -- management plane (admin API) -------------------------------------------------------
     # Descriptions in ``self.topology`` are kept in step, so a later reset/reload and the
@@ -287,11 +340,13 @@ class Broker:
         except InvalidOperationError:
             self.delete_queue(description.name)
             raise
+        self._changed(queue.name)
         return queue
 
     def create_topic(self, description: TopicDescription) -> Topic:
         topic = self.add_topic(description)
         self.topology.topics.append(description)
+        self._changed(topic.name)
         return topic
 
     def delete_queue(self, name: str) -> None:
@@ -300,6 +355,7 @@ class Broker:
             store.clear()
         del self.queues[name.casefold()]
         self.topology.queues = [q for q in self.topology.queues if q is not queue.description]
+        self._changed(queue.name)
 
     def delete_topic(self, name: str) -> None:
         """Remove a topic with its subscriptions and every message they hold."""
@@ -309,6 +365,7 @@ class Broker:
             store.clear()
         del self.topics[name.casefold()]
         self.topology.topics = [t for t in self.topology.topics if t is not topic.description]
+        self._changed(topic.name)
 
     def create_subscription(
         self, topic_name: str, description: SubscriptionDescription
@@ -327,6 +384,10 @@ class Broker:
             self.delete_subscription(topic_name, description.name)
             raise
         self._wire_forwarding(subscription, description)
+        if self.journal is not None:
+            for store in subscription.stores():
+                store.journal = self.journal
+        self._changed(subscription.path)
         return subscription
 
     def delete_subscription(self, topic_name: str, name: str) -> None:
@@ -338,6 +399,7 @@ class Broker:
         topic.description.subscriptions = [
             s for s in topic.description.subscriptions if s is not subscription.description
         ]
+        self._changed(subscription.path)
 
     def update_queue(self, description: QueueDescription) -> Queue:
         """Replace a queue's settings (messages stay); forwarding is re-wired."""
@@ -355,6 +417,7 @@ class Broker:
         queue.store.dead_letter_forward = None
         self._wire_forwarding(queue, description)
         queue.updated_at = self.clock.now()
+        self._changed(queue.name)
         return queue
 
     def update_topic(self, description: TopicDescription) -> Topic:
@@ -369,6 +432,7 @@ class Broker:
             window = description.duplicate_detection_history_time_window
             topic.duplicates.window = window.total_seconds()
         topic.updated_at = self.clock.now()
+        self._changed(topic.name)
         return topic
 
     def update_subscription(
@@ -391,6 +455,7 @@ class Broker:
         subscription.store.dead_letter_forward = None
         self._wire_forwarding(subscription, description)
         subscription.updated_at = self.clock.now()
+        self._changed(subscription.path)
         return subscription
 
     def put_rule(self, topic_name: str, subscription_name: str, rule: CompiledRule) -> None:
@@ -407,6 +472,7 @@ class Broker:
             subscription.rules.append(rule)
         subscription.description.rules = [r.description for r in subscription.rules]
         subscription.updated_at = self.clock.now()
+        self._changed(subscription.path)
 
     def delete_rule(self, topic_name: str, subscription_name: str, rule_name: str) -> None:
         subscription = self.subscription(topic_name, subscription_name)
@@ -419,6 +485,7 @@ class Broker:
         subscription.rules = kept
         subscription.description.rules = [r.description for r in kept]
         subscription.updated_at = self.clock.now()
+        self._changed(subscription.path)
 
 
 def _requires_session(target: Queue | Topic) -> bool:

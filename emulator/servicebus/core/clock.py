@@ -76,6 +76,14 @@ class EmulatorClock:
         for listener in listeners:
             listener()
 
+    def restore_offset(self, offset: float) -> None:
+        """Take up an offset read from durable state, before anything reads the clock.
+
+        Not an ``advance``: nothing was skipped in this run, and no listener is told.
+        """
+        with self._lock:
+            self._offset = offset
+
     def reset(self) -> None:
         """Back to wall time (offset 0).
 

@@ -6,6 +6,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ..sqlfilter import MessageView
 from ..topology import QueueDescription, SubscriptionDescription, TopicDescription
@@ -14,8 +15,13 @@ from .message import BrokerMessage, MessageState
 from .rules import CompiledRule, FilterEvaluationError, strict_filters_enabled
 from .store import MessageStore, StorePolicy
 
+if TYPE_CHECKING:
+    from .journal import Journal
+
 DEAD_LETTER_SUFFIX = "$DeadLetterQueue"
 TRANSFER_DEAD_LETTER_SUFFIX = "$Transfer/$DeadLetterQueue"
+SCHEDULED_SUFFIX = "$Scheduled"
+"""Names a topic's scheduled messages for a journal (entity names cannot contain ``$``)."""
 
 
 def store_policy_for(description: QueueDescription | SubscriptionDescription) -> StorePolicy:
@@ -48,24 +54,42 @@ def _stores(path: str, policy: StorePolicy) -> tuple[MessageStore, MessageStore,
 Forwarder = Callable[[BrokerMessage, float], None]
 
 
-def _detector(requires: bool, window: object) -> DuplicateDetector | None:
-    return DuplicateDetector(window.total_seconds()) if requires else None  # type: ignore[attr-defined]
+def _detector(requires: bool, window: object, key: str) -> DuplicateDetector | None:
+    if not requires:
+        return None
+    return DuplicateDetector(window.total_seconds(), key)  # type: ignore[attr-defined]
 
 
 class SequenceCounter:
-    def __init__(self) -> None:
+    """An entity's sequence numbers: each is handed out once, also across a durable restart."""
+
+    def __init__(self, key: str = "") -> None:
         self._last = 0
+        self.key = key
+        """The entity's name (what a journal files the counter under)."""
+        self.journal: Journal | None = None
+        """Set by a durable emulator (``core.journal``); None costs nothing."""
 
     def next(self) -> int:
         self._last += 1
+        if self.journal is not None:
+            self.journal.sequence(self)
         return self._last
+
+    @property
+    def last(self) -> int:
+        return self._last
+
+    def restore(self, last: int) -> None:
+        """Continue after ``last`` (read from durable state); never goes back."""
+        self._last = max(self._last, last)
 
 
 class Queue:
     def __init__(self, description: QueueDescription) -> None:
         self.description = description
         self.name = description.name
-        self.sequence = SequenceCounter()
+        self.sequence = SequenceCounter(description.name)
         self.store, self.dead_letter, self.transfer_dead_letter = _stores(
             description.name, store_policy_for(description)
         )
@@ -73,6 +97,7 @@ class Queue:
         self.duplicates = _detector(
             description.requires_duplicate_detection,
             description.duplicate_detection_history_time_window,
+            description.name,
         )
         self.forwarder: Forwarder | None = None
 
@@ -204,16 +229,21 @@ class Topic:
     def __init__(self, description: TopicDescription) -> None:
         self.description = description
         self.name = description.name
-        self.sequence = SequenceCounter()
+        self.sequence = SequenceCounter(description.name)
         self.subscriptions: dict[str, Subscription] = {}
         self.counters = TopicCounters()
         self._scheduled: dict[int, BrokerMessage] = {}
         self._scheduled_heap: list[tuple[float, int]] = []
+        self.scheduled_key = f"{description.name}/{SCHEDULED_SUFFIX}"
+        """What a journal files the topic's scheduled messages under (not a link address)."""
+        self.journal: Journal | None = None
+        """Set by a durable emulator (``core.journal``); None costs nothing."""
         self.created_at = 0.0
         self.updated_at = 0.0
         self.duplicates = _detector(
             description.requires_duplicate_detection,
             description.duplicate_detection_history_time_window,
+            description.name,
         )
         for sub in description.subscriptions:
             self.add_subscription(sub)
@@ -250,9 +280,19 @@ class Topic:
             heapq.heappush(
                 self._scheduled_heap, (message.scheduled_enqueue_time, message.sequence_number)
             )
+            if self.journal is not None:
+                self.journal.message(self.scheduled_key, self._scheduled, message.sequence_number)
         else:
             self._route(message, now)
         return message.sequence_number
+
+    def restore_scheduled(self, message: BrokerMessage) -> None:
+        """Put back a scheduled message read from durable state."""
+        assert message.scheduled_enqueue_time is not None
+        self._scheduled[message.sequence_number] = message
+        heapq.heappush(
+            self._scheduled_heap, (message.scheduled_enqueue_time, message.sequence_number)
+        )
 
     def _route(self, message: BrokerMessage, now: float) -> None:
         message.state = MessageState.ACTIVE
@@ -269,13 +309,16 @@ class Topic:
 
     def cancel_scheduled(self, sequence_numbers: list[int]) -> None:
         for seq in sequence_numbers:
-            self._scheduled.pop(seq, None)
+            if self._scheduled.pop(seq, None) is not None and self.journal is not None:
+                self.journal.message(self.scheduled_key, self._scheduled, seq)
 
     def process_due(self, now: float) -> None:
         while self._scheduled_heap and self._scheduled_heap[0][0] <= now:
             _, seq = heapq.heappop(self._scheduled_heap)
             message = self._scheduled.pop(seq, None)
             if message is not None:
+                if self.journal is not None:
+                    self.journal.message(self.scheduled_key, self._scheduled, seq)
                 self._route(message, now)
 
     def next_deadline(self) -> float | None:

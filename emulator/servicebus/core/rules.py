@@ -105,6 +105,9 @@ class CompiledRule:
     filter: Filter
     action: RuleAction | None
     evaluation_errors: int = 0
+    filter_parameters: dict[str, object] | None = None
+    """The ``@name`` values the filter was compiled with (kept so durable state can recompile)."""
+    action_parameters: dict[str, object] | None = None
 
     @classmethod
     def compile(
@@ -122,7 +125,13 @@ class CompiledRule:
             if description.action
             else None
         )
-        return cls(description, compile_rule_filter(description.filter, filter_parameters), action)
+        return cls(
+            description,
+            compile_rule_filter(description.filter, filter_parameters),
+            action,
+            filter_parameters=dict(filter_parameters) if filter_parameters else None,
+            action_parameters=dict(action_parameters) if action_parameters else None,
+        )
 
     @property
     def name(self) -> str:

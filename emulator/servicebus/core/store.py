@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import (
     InvalidOperationError,
@@ -35,6 +36,9 @@ from .message import (
     MessageState,
 )
 from .sessions import MessageSession
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 
 class ReceiveMode(enum.Enum):
@@ -94,6 +98,8 @@ class MessageStore:
         self._session_locks: list[tuple[float, str]] = []
         self.accessed_at = 0.0
         self.updated_at = 0.0
+        self.journal: Journal | None = None
+        """Set by a durable emulator (``core.journal``); None costs nothing."""
 
     # -- observers ---------------------------------------------------------------------------
 
@@ -135,6 +141,8 @@ class MessageStore:
         self.messages[message.sequence_number] = message
         self.counters.enqueued += 1
         self.updated_at = now
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
         if message.state is MessageState.SCHEDULED:
             assert message.scheduled_enqueue_time is not None
             heapq.heappush(
@@ -228,6 +236,8 @@ class MessageStore:
             out.append(self._hand_out(message, now, mode, session))
         if out:
             self.accessed_at = now
+        if self.journal is not None:
+            self.journal.commit()
         return out
 
     def _hand_out(
@@ -238,6 +248,8 @@ class MessageStore:
         session: MessageSession | None = None,
     ) -> BrokerMessage:
         self.counters.delivered += 1
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
         if mode is ReceiveMode.RECEIVE_AND_DELETE:
             del self.messages[message.sequence_number]
             message.lock_token = None
@@ -268,7 +280,10 @@ class MessageStore:
                     f"The deferred message with sequence number {seq} is already locked."
                 )
             found.append(message)
-        return [self._hand_out(m, now, mode) for m in found]
+        out = [self._hand_out(m, now, mode) for m in found]
+        if self.journal is not None:
+            self.journal.commit()
+        return out
 
     # -- settlement ----------------------------------------------------------------------------
 
@@ -315,6 +330,9 @@ class MessageStore:
         del self.messages[message.sequence_number]
         self.counters.completed += 1
         self.updated_at = now
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
+            self.journal.commit()
 
     def abandon(
         self, token: uuid.UUID, now: float, properties: dict[str, object] | None = None
@@ -323,11 +341,15 @@ class MessageStore:
         message.set_user_properties(properties or {})
         self._return(message, now, count_delivery=True)
         self.counters.abandoned += 1
+        if self.journal is not None:
+            self.journal.commit()
 
     def release(self, token: uuid.UUID, now: float) -> None:
         """Unlock without counting a delivery (an idle receiver handing back prefetched work)."""
         message = self.locked(token, now)
         self._return(message, now, count_delivery=False)
+        if self.journal is not None:
+            self.journal.commit()
 
     def defer(
         self, token: uuid.UUID, now: float, properties: dict[str, object] | None = None
@@ -337,6 +359,9 @@ class MessageStore:
         self._unlock(message)
         message.state = MessageState.DEFERRED
         self.updated_at = now
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
+            self.journal.commit()
 
     def dead_letter(
         self,
@@ -350,6 +375,8 @@ class MessageStore:
         message.set_user_properties(properties or {})
         self._unlock(message)
         self._move_to_dead_letter(message, now, reason, description)
+        if self.journal is not None:
+            self.journal.commit()
 
     def renew_lock(self, token: uuid.UUID, now: float) -> float:
         message = self.locked(token, now)
@@ -360,6 +387,8 @@ class MessageStore:
     def _return(self, message: BrokerMessage, now: float, *, count_delivery: bool) -> None:
         """Put a locked message back, dead-lettering it once it ran out of deliveries."""
         self._unlock(message)
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
         if count_delivery and self.policy.max_delivery_count is not None:
             message.delivery_count += 1
             if message.delivery_count >= self.policy.max_delivery_count:
@@ -388,6 +417,8 @@ class MessageStore:
     ) -> None:
         self.messages.pop(message.sequence_number, None)
         self.updated_at = now
+        if self.journal is not None:
+            self.journal.message(self.path, self.messages, message.sequence_number)
         if self.dead_letter_store is None:
             return
         extra: dict[str, object] = {}
@@ -425,6 +456,8 @@ class MessageStore:
             message = self.messages.get(seq)
             if message is not None and message.state is MessageState.SCHEDULED:
                 del self.messages[seq]
+                if self.journal is not None:
+                    self.journal.message(self.path, self.messages, seq)
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -434,6 +467,8 @@ class MessageStore:
         if message.state is MessageState.DEFERRED:
             self._unlock(message)
             message.delivery_count += 1
+            if self.journal is not None:
+                self.journal.message(self.path, self.messages, message.sequence_number)
             return
         self._return(message, now, count_delivery=True)
 
@@ -445,6 +480,8 @@ class MessageStore:
             )
         else:
             self.messages.pop(message.sequence_number, None)
+            if self.journal is not None:
+                self.journal.message(self.path, self.messages, message.sequence_number)
 
     def process_due(self, now: float) -> None:
         """Apply everything whose time has come: schedules, lapsed locks, expired TTLs."""
@@ -456,6 +493,8 @@ class MessageStore:
                 message.enqueued_time = now
                 self._start_time_to_live(message, now)
                 self._make_available(message)
+                if self.journal is not None:
+                    self.journal.message(self.path, self.messages, seq)
         while self._session_locks and self._session_locks[0][0] <= now:
             _, session_id = heapq.heappop(self._session_locks)
             session = self.sessions.get(session_id)
@@ -507,6 +546,8 @@ class MessageStore:
         return min(candidates) if candidates else None
 
     def clear(self) -> None:
+        if self.journal is not None:
+            self.journal.cleared(self.path)
         self.sessions.clear()
         self._session_locks.clear()
         self.messages.clear()
@@ -515,6 +556,41 @@ class MessageStore:
         self._lock_heap.clear()
         self._scheduled.clear()
         self._expiry.clear()
+
+    # -- restoring durable state ---------------------------------------------------------------
+
+    def restore(self, message: BrokerMessage, *, locked: bool) -> None:
+        """Put back a message read from durable state, with its times and counts as they were.
+
+        A message that was locked when the state was written comes back with a lock that has
+        already lapsed: the next ``process_due`` returns it with its delivery counted (or
+        dead-letters it at MaxDeliveryCount), as the service does with a lock lost in a crash.
+        """
+        seq = message.sequence_number
+        self.messages[seq] = message
+        message.lock_token = None
+        if message.session_id is not None and self.policy.requires_session:
+            self._session(str(message.session_id))
+        if message.state is MessageState.SCHEDULED:
+            assert message.scheduled_enqueue_time is not None
+            heapq.heappush(self._scheduled, (message.scheduled_enqueue_time, seq))
+            return
+        if message.expires_at != math.inf:
+            heapq.heappush(self._expiry, (message.expires_at, seq))
+        if locked:
+            token = uuid.uuid4()
+            message.lock_token = token
+            message.locked_until = -math.inf
+            self._locks[token] = message
+            heapq.heappush(self._lock_heap, (message.locked_until, token))
+        elif message.state is MessageState.ACTIVE:
+            heapq.heappush(self._heap_for(message), seq)
+
+    def restore_session(self, session_id: str, state: bytes | None, updated_at: float) -> None:
+        """Put back a session's state (its lock is not durable: the session starts free)."""
+        session = self._session(session_id)
+        session.state = state
+        session.updated_at = updated_at
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -571,6 +647,8 @@ class MessageStore:
             if str(message.session_id) == session.id:
                 self._remember_session_loss(message)
                 self._return(message, now, count_delivery=True)
+        if self.journal is not None:
+            self.journal.commit()
 
     def session_state(self, session_id: str, now: float) -> bytes | None:
         session = self.sessions.get(session_id)
@@ -584,6 +662,9 @@ class MessageStore:
             raise SessionLockLostError(_SESSION_LOCK_LOST.format(session_id))
         session.state = state
         session.updated_at = now
+        if self.journal is not None:
+            self.journal.session(self.path, session)
+            self.journal.commit()
 
     def session_ids(self, updated_since: float | None = None) -> list[str]:
         """The sessions ``get-message-sessions`` lists.
