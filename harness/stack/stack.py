@@ -23,7 +23,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 from . import services
-from .docker import EngineStatus, detect_docker_engine
+from .docker import (
+    EngineClient,
+    EngineStatus,
+    ImageClient,
+    detect_docker_engine,
+    images_problem,
+    required_images,
+    testcontainers_settings,
+)
 from .embedded import embedded_available
 from .errors import StackError
 from .servicebus import (
@@ -153,6 +161,23 @@ class Choice:
     reason: str
 
 
+def needed_images() -> list[str]:
+    """What a containers stack runs: Ryuk (unless disabled), PostgreSQL and Redis."""
+    try:
+        ryuk, prefix = testcontainers_settings()
+    except ImportError as exc:
+        raise StackError(
+            "containers provider: testcontainers is not installed (pip install -e '.[stack]')"
+        ) from exc
+    images = [services.POSTGRES_IMAGE, services.REDIS_IMAGE]
+    return required_images(images, ryuk_image=ryuk, prefix=prefix)
+
+
+def docker_client(status: EngineStatus) -> ImageClient:
+    """The client that asks the engine about images (tests replace it with a fake)."""
+    return EngineClient.for_status(status)
+
+
 def choose_services(
     *,
     database_url: str | None = None,
@@ -161,15 +186,22 @@ def choose_services(
     probe_local: Callable[[str, str], list[str]] = services.probe_local,
     embedded: Callable[[], tuple[bool, str]] = embedded_available,
     containers_installed: Callable[[], bool] | None = None,
+    client: Callable[[EngineStatus], ImageClient] | None = None,
+    images: Callable[[], list[str]] | None = None,
 ) -> Choice:
-    """containers if an engine answers, else local if PostgreSQL and Redis answer, else
-    embedded; each step's finding goes into the reason. Every check is bounded."""
+    """containers if an engine answers and has (or can pull) the images, else local if
+    PostgreSQL and Redis answer, else embedded; each step's finding goes into the reason.
+    Every check is bounded."""
     tried: list[str] = []
     status = engine()
     has_tc = containers_installed() if containers_installed else _testcontainers_installed()
     if status.available and has_tc:
-        return Choice("containers", f"containers: {status.reason}")
-    if status.available:
+        problem = images_problem((client or docker_client)(status), (images or needed_images)())
+        if problem is None:
+            return Choice("containers", f"containers: {status.reason}")
+        log.warning("stack auto: not using containers, %s", problem)
+        tried.append(f"{status.reason}, but {problem}")
+    elif status.available:
         tried.append(f"{status.reason}, but testcontainers is not installed")
     else:
         tried.append(f"{status.reason} ({status.elapsed:.2f}s)")
@@ -304,6 +336,9 @@ class StackBuilder:
             status = detect_docker_engine()
             if not status.available:
                 raise StackError(f"containers provider: {status.reason}")
+            problem = images_problem(docker_client(status), needed_images())
+            if problem is not None:
+                raise StackError(f"containers provider: {problem}")
             return services.containers_backend()
         raise StackError(f"unknown services {name!r}")
 

@@ -198,8 +198,20 @@ def test_auto_picks_local_here_and_says_why() -> None:
 def test_auto_order_containers_then_local_then_embedded() -> None:
     yes = EngineStatus(True, "engine answered")
     no = EngineStatus(False, "no Docker engine: none")
+
+    class AllImages:
+        def image_present(self, name: str) -> bool:
+            return True
+
+        def image_pullable(self, name: str) -> tuple[bool, str]:
+            return True, "its registry has it"
+
     choice = choose_services(
-        engine=lambda: yes, probe_local=lambda d, r: [], containers_installed=lambda: True
+        engine=lambda: yes,
+        probe_local=lambda d, r: [],
+        containers_installed=lambda: True,
+        client=lambda status: AllImages(),
+        images=lambda: ["postgres:16-alpine"],
     )
     assert choice.services == "containers"
     choice = choose_services(
