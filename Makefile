@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 4
 SB_PORT ?= 5673
 ADMIN_PORT ?= 5300
 
-.PHONY: setup test test-unit test-integration test-mutation test-compat lint bench run up load clean
+.PHONY: setup test test-unit test-integration test-mutation test-compat lint bench crash-soak run up load clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+## crash-soak: SIGKILL a durable emulator (--data-dir) under SDK load, CRASH_ROUNDS rounds of
+##             CRASH_KILLS kills each (random seeds, printed), checking every acknowledged outcome
+CRASH_ROUNDS ?= 20
+CRASH_KILLS ?= 3
+crash-soak: setup
+	$(BIN)/python tests/servicebus/crash_workload.py --rounds $(CRASH_ROUNDS) --kills $(CRASH_KILLS)
 
 ## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C
 up: setup
