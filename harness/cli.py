@@ -1,5 +1,5 @@
 """``harness``: the local system's command line. ``harness up`` runs everything until Ctrl-C;
-``harness dlq list|export|replay`` inspects and moves dead letters on any namespace."""
+``harness dlq list|export|replay|reproduce`` inspects, moves and reproduces dead letters."""
 
 from __future__ import annotations
 

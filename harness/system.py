@@ -52,6 +52,10 @@ class LocalSystem:
     webhooks: WebhookSink | None = None
     processes: bool = False
     """Run each worker app as a child process (`harness up`) instead of in this process."""
+    run_timers: bool = True
+    """In-process apps only: False leaves timer functions (sweepers, monitors) unscheduled."""
+    extra_settings: dict[str, str] = field(default_factory=dict)
+    """App settings laid over the system's own (`harness dlq reproduce` shortens a timeout)."""
     hosts: dict[str, FunctionsHost] = field(default_factory=dict)
     host_processes: dict[str, HostProcess] = field(default_factory=dict)
     api: ServerThread | None = None
@@ -90,6 +94,7 @@ class LocalSystem:
                     settings=settings,
                     environment=environment,
                     broker_clock=self.stack.broker_now,
+                    run_timers=self.run_timers,
                 )
                 self.hosts[name] = stop.enter_context(host)
                 log.info("worker app %s: %s", name, ", ".join(host.functions))
@@ -126,6 +131,7 @@ class LocalSystem:
             **self.mail.environment(),
             "AzureSignalRConnectionString": self.signalr.connection_string,
             "WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+            **self.extra_settings,
         }
 
     def describe(self) -> list[str]:

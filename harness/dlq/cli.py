@@ -1,4 +1,4 @@
-"""`harness dlq list|export|replay`: the argparse wiring and what each command prints."""
+"""`harness dlq list|export|replay|reproduce`: the argparse wiring and what each command prints."""
 
 from __future__ import annotations
 
@@ -24,18 +24,28 @@ from . import (
     dead_letter_counts,
     export_dead_letters,
     make_selector,
+    peek_dead_letters,
     read_records,
     replay_dead_letters,
     replay_records,
 )
-from .progress import ExportProgress, ReplayProgress, print_summary
+from .progress import (
+    ExportProgress,
+    ReplayProgress,
+    ReproduceProgress,
+    print_reproduction,
+    print_summary,
+    reproduce_table,
+)
 from .redact import Redaction
 from .replay import NOT_SELECTED
+from .reproduce import AI_FAULT_KINDS, AIFaultPlan, Reproduction, reproduce_locally
 
 DLQ_HELP = """\
 Dead letters on any namespace (the emulator, the official emulator, Azure) through the SDK.
 list counts them, export peeks them into JSON lines without changing anything, replay moves
-them back. A subscription's dead letters are --topic T --subscription S, a queue's --queue Q."""
+them back, reproduce runs them through the real handler on a local stack. A subscription's
+dead letters are --topic T --subscription S, a queue's --queue Q."""
 
 EXPORT_HELP = """\
 Peek the dead-letter queue (no lock, no delivery count: the queue is left exactly as it was)
@@ -65,6 +75,19 @@ and abandoned afterwards (their delivery count goes up by one). --from replays a
 instead and leaves the dead-letter queue alone. Exit status 1 when any dead letter failed."""
 
 
+REPRODUCE_HELP = """\
+Run dead letters, one at a time, through the real worker handler on a local stack (emulator,
+database, Redis, AI/SignalR/SMTP stand-ins, every worker app in this process), to see why each
+died. The source is an export file (--from) or a live dead-letter queue on any namespace,
+read by peek only: nothing there changes. Each is sent as replay sends it, to the local copy
+of the queue or topic it died in; retries it schedules are followed by moving the emulator's
+clock (--follow attempts at most). Per dead letter: its result (completed, dead-lettered with
+the reason, retried, abandoned), every attempt with its error and traceback, the warnings
+logged, and the AI calls made. --ai makes the AI stand-in answer with a fault, so a failure
+can be reproduced, and a fix then shown with --ai ok. Exit status 1 when a dead letter could
+not be run at all (no function reads its entity, or it could not be sent)."""
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -83,7 +106,7 @@ def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     raw = argparse.RawDescriptionHelpFormatter
     dlq = commands.add_parser(
         "dlq",
-        help="list, export (peek) and replay dead letters",
+        help="list, export (peek), replay and reproduce dead letters",
         description=DLQ_HELP,
         formatter_class=raw,
     )
@@ -101,7 +124,13 @@ def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description=REPLAY_HELP,
         formatter_class=raw,
     )
-    for sub in (listing, export, replay):
+    reproduce = actions.add_parser(
+        "reproduce",
+        help="run dead letters through the real handler on a local stack",
+        description=REPRODUCE_HELP,
+        formatter_class=raw,
+    )
+    for sub in (listing, export, replay, reproduce):
         sub.add_argument(
             "--connection-string",
             default=os.environ.get("HARNESS_SB_CONNECTION_STRING"),
@@ -122,7 +151,7 @@ def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     listing.add_argument("--topic", help="only this topic's subscriptions")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     listing.set_defaults(dlq_run=_dlq_list)
-    for sub in (export, replay):
+    for sub in (export, replay, reproduce):
         sub.add_argument("--topic", help="topic of the subscription whose DLQ is read")
         sub.add_argument("--subscription", help="subscription whose DLQ is read")
         sub.add_argument("--queue", help="queue whose DLQ is read")
@@ -161,12 +190,56 @@ def add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--skip-bad", action="store_true", help="with --from: send the good lines of a bad file"
     )
     replay.set_defaults(dlq_run=_dlq_replay)
+    _add_reproduce_options(reproduce)
+
+
+def _add_reproduce_options(reproduce: argparse.ArgumentParser) -> None:
+    reproduce.add_argument(
+        "--from", dest="from_file", metavar="FILE", help="an export file ('-' = stdin)"
+    )
+    reproduce.add_argument(
+        "--where", help="only dead letters matching this SQL filter (as replay --where)"
+    )
+    reproduce.add_argument(
+        "--message-id", action="append", default=[], help="only this message id (repeatable)"
+    )
+    reproduce.add_argument(
+        "--ai",
+        default="ok",
+        metavar="KIND[:N]",
+        help=f"how the AI stand-in answers: {', '.join(AI_FAULT_KINDS)}; :N for only the "
+        "first N calls of each dead letter (default ok)",
+    )
+    reproduce.add_argument(
+        "--follow",
+        type=_positive,
+        default=8,
+        help="attempts to follow per dead letter, retries included (default 8)",
+    )
+    reproduce.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for each run (default 60)",
+    )
+    reproduce.add_argument(
+        "--stack",
+        choices=("auto", "local", "embedded", "containers"),
+        default="auto",
+        help="where the local database and Redis come from (default auto)",
+    )
+    reproduce.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    reproduce.add_argument(
+        "--verbose", action="store_true", help="show the local system's own logs too"
+    )
+    reproduce.set_defaults(dlq_run=_dlq_reproduce)
 
 
 def run_dlq(args: argparse.Namespace) -> int:
 
     parser: argparse.ArgumentParser = args.dlq_parser
-    if not args.connection_string:
+    reads_a_file = args.dlq_command == "reproduce" and args.from_file
+    if not args.connection_string and not reads_a_file:
         parser.error("--connection-string is required (or set $HARNESS_SB_CONNECTION_STRING)")
     # The command reports failures itself; the SDK's own retry warnings would only repeat them.
     logging.getLogger("azure").setLevel(logging.ERROR)
@@ -306,3 +379,54 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     print_summary(report, sys.stdout)
     print(f"{report.summary()} (from {origin})")
     return 0 if report.ok else 1
+
+
+def _dlq_reproduce(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.dlq_parser
+    if args.from_file and (args.topic or args.subscription or args.queue):
+        parser.error("--from reads a file; it does not take --topic/--subscription/--queue")
+    plan = AIFaultPlan.parse(args.ai)
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # the hosts' settlement channels
+    select = make_selector(args.where, args.message_id)
+    if args.from_file:
+        records = _read_export(args.from_file, skip_bad=False)
+    else:
+        source = _dlq_source(args)
+        with client(args.connection_string, retries=args.retries) as sb:
+            peeked = peek_dead_letters(sb, source, max_count=args.max)
+            records = [DeadLetterRecord.from_message(m, source.dead_letter_path) for m in peeked]
+    if select is not None:
+        records = [r for r in records if select(r)]
+    if args.from_file and args.max:
+        records = records[: args.max]
+    if not records:
+        print("no dead letters to reproduce", file=sys.stderr)
+        return 0
+    if not args.verbose:  # the reports carry what the apps logged; the rest is noise here
+        logging.getLogger().setLevel(logging.ERROR)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
+    print(f"reproducing {len(records)} dead letter(s); {plan.describe()}", file=sys.stderr)
+    with ReproduceProgress(len(records), console=err) as progress:
+
+        def ready(lines: list[str]) -> None:
+            progress.console.print("local system up:\n  " + "\n  ".join(lines[:2]))
+
+        def done(result: Reproduction) -> None:
+            progress.update(result)
+            print_reproduction(result, out)
+
+        results = reproduce_locally(
+            records,
+            provider=args.stack,
+            ai_plan=plan,
+            follow=args.follow,
+            timeout=args.timeout,
+            on_ready=ready,
+            on_result=done,
+        )
+    out.print(reproduce_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        print(f"results written to {args.json}", file=sys.stderr)
+    return 1 if any(r.result in ("no-run", "not-sent") for r in results) else 0

@@ -1,7 +1,8 @@
-"""What `harness dlq export` and `replay` show while they work and when they are done: a
-progress bar on stderr (only on a terminal, so pipes and CI logs stay plain) and a summary
-table (dead letters by reason; outcomes per target). Built on rich; the export and replay
-themselves know nothing of either, they only report each record or outcome."""
+"""What `harness dlq export`, `replay` and `reproduce` show while they work and when they
+are done: a progress bar on stderr (only on a terminal, so pipes and CI logs stay plain) and
+a summary table (dead letters by reason; outcomes per target; what reproduced dead letters
+did). Built on rich; the commands themselves know nothing of either, they only report each
+record or outcome."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from .records import DeadLetterRecord
 from .replay import ReplayOutcome, ReplayReport
+from .reproduce import Attempt, Reproduction
 
 COLUMNS = (
     ("replayed", ("replayed", "would-replay")),
@@ -114,6 +116,87 @@ class ExportProgress(_Bar):
         for reason, count in self.reasons.most_common():
             table.add_row(reason, str(count))
         return table
+
+
+class ReproduceProgress(_Bar):
+    """Counts reproduced dead letters by result."""
+
+    def __init__(self, total: int, *, console: Console | None = None) -> None:
+        super().__init__(total, console)
+        self.results: Counter[str] = Counter()
+
+    def update(self, reproduction: Reproduction) -> None:
+        self.results[reproduction.result] += 1
+        self._advance()
+
+    def _description(self) -> str:
+        done = ", ".join(f"{n} {r}" for r, n in self.results.most_common())
+        return f"reproduced: {done or 'starting the local system'}"
+
+
+TRACEBACK_LINES = 12
+"""The last lines of a traceback are shown (where it was raised); --json keeps all of it."""
+
+
+def print_reproduction(reproduction: Reproduction, console: Console) -> None:
+    """One dead letter: its headline, then each attempt with error, traceback, logs and AI
+    calls."""
+    was = reproduction.original_reason or "(no reason)"
+    console.print(f"[bold]{reproduction.headline()}[/bold]  (died as {was})", highlight=False)
+    for number, attempt in enumerate(reproduction.attempts, 1):
+        _print_attempt(number, attempt, console)
+    if reproduction.also_ran:
+        console.print(f"  also ran: {', '.join(reproduction.also_ran)}", highlight=False)
+
+
+def _print_attempt(number: int, attempt: Attempt, console: Console) -> None:
+    settled = attempt.settlement or "not settled"
+    if attempt.dead_letter_reason:
+        settled += f" {attempt.dead_letter_reason}"
+    took = f"{attempt.duration:.2f}s" if attempt.duration is not None else "?"
+    console.print(
+        f"  attempt {number}: msg={attempt.message_id} dc={attempt.delivery_count} "
+        f"{attempt.outcome} -> {settled} in {took} (broker time {attempt.broker_time})",
+        highlight=False,
+        markup=False,
+    )
+    if attempt.error:
+        console.print(f"    error: {attempt.error}", highlight=False, markup=False)
+    for call in attempt.ai_calls:
+        console.print(
+            f"    AI {call['method']} {call['deployment'] or call['path']} -> {call['status']} "
+            f"{call['outcome']} ({call['promptTokens']}+{call['completionTokens']} tokens)",
+            highlight=False,
+            markup=False,
+        )
+    for line in attempt.logs:
+        _print_block(line, console)
+    if attempt.traceback:
+        _print_block(attempt.traceback, console)
+
+
+def _print_block(text: str, console: Console) -> None:
+    lines = text.rstrip().splitlines()
+    if len(lines) > TRACEBACK_LINES + 1:  # the first line says what, the last ones where
+        cut = len(lines) - 1 - TRACEBACK_LINES
+        lines = [lines[0], f"... ({cut} lines)", *lines[-TRACEBACK_LINES:]]
+    for line in lines:
+        console.print(f"    | {line}", highlight=False, markup=False)
+
+
+def reproduce_table(results: list[Reproduction]) -> Table:
+    """Rows: how the dead letters had died; columns: what they did here."""
+    kinds = sorted({r.result for r in results})
+    rows: dict[str, Counter[str]] = {}
+    for r in results:
+        rows.setdefault(r.original_reason or "(none)", Counter())[r.result] += 1
+    table = Table(title="reproduced dead letters: died as (rows) -> ended here as (columns)")
+    table.add_column("DeadLetterReason")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for reason, counts in sorted(rows.items()):
+        table.add_row(reason, *(str(counts[k]) for k in kinds))
+    return table
 
 
 def summary_table(report: ReplayReport) -> Table:

@@ -34,6 +34,8 @@ class Invocation:
     # "running" → "succeeded" | "failed" | "timeout" | "cancelled"
     outcome: str = "running"
     error: str | None = None
+    traceback: str | None = None
+    """The formatted exception of a failed run (what `harness dlq reproduce` shows)."""
     # "completed" | "abandoned" | "dead-lettered" | "deferred" | None (left to lock expiry)
     settlement: str | None = None
     settled_by: str | None = None  # "host" (auto) | "function" (ServiceBusMessageActions)
@@ -92,10 +94,17 @@ class InvocationLog:
             setattr(item, name, getattr(item, name) + 1)
             self._cond.notify_all()
 
-    def finish(self, item: Invocation, outcome: str, error: str | None = None) -> None:
+    def finish(
+        self,
+        item: Invocation,
+        outcome: str,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
         with self._cond:
             item.outcome = outcome
             item.error = error
+            item.traceback = traceback
             item.ended_at = utcnow()
             self._running[item.function] -= 1
             self._cond.notify_all()

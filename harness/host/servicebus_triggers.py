@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,7 +148,7 @@ class ServiceBusTriggers(FunctionInvoker):
         renewal = None
         if self.options.max_auto_lock_renewal_duration > 0:
             renewal = asyncio.create_task(self._renew(held))
-        outcome, error = "succeeded", None
+        outcome, error, trace = "succeeded", None, None
         try:
             kwargs, outs = self._message_args(spec, message)
             result = await self._call(spec, kwargs)
@@ -158,6 +159,7 @@ class ServiceBusTriggers(FunctionInvoker):
             outcome, error = "cancelled", "host shutting down"
         except Exception as exc:
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            trace = traceback.format_exc()
             log.warning("%s failed on message %s: %s", spec.name, invocation.message_id, error)
         finally:
             if renewal is not None:
@@ -174,7 +176,7 @@ class ServiceBusTriggers(FunctionInvoker):
             self._held.pop(token, None)
             if self._settlement is not None:
                 self._settlement.registry.remove(token)
-            self._log.finish(invocation, outcome, error)
+            self._log.finish(invocation, outcome, error, trace)
             live.held -= 1
             trigger.receivers.release(live)
             trigger.slots.release()

@@ -157,6 +157,12 @@ class _RunContext:
             log.warning("cost metric for %s not published: %s", self.job.job_id, exc)
 
 
+def _log_traceback(job: JobMessage) -> None:
+    """The handled error's traceback at DEBUG: what a failure came from, for whoever looks
+    closely (`harness dlq reproduce` does) without a traceback in the logs at every retry."""
+    log.debug("job %s attempt %s raised", job.job_id, job.attempt, exc_info=True)
+
+
 class JobProcessor:
     """Processes one delivery of a job message; see the module docstring."""
 
@@ -314,10 +320,12 @@ class JobProcessor:
         except InfrastructureError:
             raise
         except InvalidMessage as exc:
+            _log_traceback(job)
             return await self._fail_or_retry(
                 job, received, settler, ProcessingError(ErrorCode.INVALID_PAYLOAD, exc.description)
             )
         except ProcessingError as exc:
+            _log_traceback(job)
             return await self._fail_or_retry(job, received, settler, exc)
         except Exception as exc:
             log.exception("handler for %s raised unexpectedly", job.job_id)
