@@ -2,6 +2,9 @@
 
 Both servers run in their own process, so the SDK in this process is the only client load;
 the ratio (emulator / sink) says how much the emulator's own work costs. Target: >= 0.8.
+The durable emulator (``--data-dir``, every acknowledged operation committed to SQLite) runs
+the same scenarios; its ratio to the in-memory emulator says what durability costs (target
+for batch send: >= 0.7).
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ def _server(command: list[str], ready_marker: str) -> Iterator[None]:
 
 
 @contextmanager
-def emulator_server() -> Iterator[str]:
+def emulator_server(*, durable: bool = False) -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "Config.json"
         config.write_text(json.dumps(BENCH_CONFIG))
+        data_dir = ["--data-dir", str(Path(tmp) / "state")] if durable else []
         command = [
             sys.executable,
             "-m",
@@ -92,9 +96,16 @@ def emulator_server() -> Iterator[str]:
             "0",
             "--log-level",
             "WARNING",
+            *data_dir,
         ]
         with _server(command, "connection string:"):
             yield _connection_string(port)
+
+
+@contextmanager
+def durable_emulator_server() -> Iterator[str]:
+    with emulator_server(durable=True) as conn:
+        yield conn
 
 
 @contextmanager
@@ -194,14 +205,24 @@ SCENARIOS: list[tuple[str, Callable[[str], float]]] = [
 
 def run() -> list[str]:
     results: dict[str, dict[str, float]] = {}
-    for label, server in (("sink", proton_sink), ("emulator", emulator_server)):
+    servers = (
+        ("sink", proton_sink),
+        ("emulator", emulator_server),
+        ("durable", durable_emulator_server),
+    )
+    for label, server in servers:
         with server() as conn:
             results[label] = {name: scenario(conn) for name, scenario in SCENARIOS}
     lines = [
         "Service Bus data plane, azure-servicebus SDK, 100-byte bodies (msgs/s)",
-        f"{'scenario':<45}{'proton sink':>12}{'emulator':>12}{'ratio':>8}",
+        f"{'scenario':<45}{'proton sink':>12}{'emulator':>12}{'ratio':>8}"
+        f"{'durable':>10}{'vs memory':>11}",
     ]
     for name, _ in SCENARIOS:
         sink, emu = results["sink"][name], results["emulator"][name]
-        lines.append(f"{name:<45}{sink:>12.0f}{emu:>12.0f}{emu / sink:>8.2f}")
+        durable = results["durable"][name]
+        lines.append(
+            f"{name:<45}{sink:>12.0f}{emu:>12.0f}{emu / sink:>8.2f}"
+            f"{durable:>10.0f}{durable / emu:>11.2f}"
+        )
     return lines
