@@ -292,7 +292,8 @@ class StackBuilder:
         return self
 
     def with_emulator_options(self, **kwargs: Any) -> Self:
-        """Extra ServiceBusEmulator arguments (host, port, clock ...)."""
+        """Extra ServiceBusEmulator arguments (host, port, clock, ``data_dir`` to keep the
+        emulator's state across stacks: see "Durable state" in docs/emulator.md)."""
         self._emulator_kwargs = dict(kwargs)
         return self
 
