@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,15 +35,26 @@ from emulator.servicebus.core.clock import EmulatorClock
 from emulator.servicebus.core.message import BrokerMessage, MessageState
 from emulator.servicebus.core.rules import CompiledRule
 from emulator.servicebus.core.store import MessageStore, ReceiveMode
-from emulator.servicebus.persistence import DATABASE_NAME, DataDirError, SqliteJournal
+from emulator.servicebus.persistence import (
+    DATABASE_NAME,
+    DataDirError,
+    SqliteJournal,
+    descriptions,
+)
+from emulator.servicebus.persistence.descriptions import DescriptionError
 from emulator.servicebus.persistence.schema import unlock_directory
 from emulator.servicebus.topology import (
+    AccessRights,
+    CorrelationFilterSpec,
+    FalseFilterSpec,
     NamespaceTopology,
     QueueDescription,
     RuleDescription,
+    SasPolicy,
     SqlFilterSpec,
     SubscriptionDescription,
     TopicDescription,
+    TrueFilterSpec,
 )
 
 START = 1_800_000_000.0
@@ -555,21 +568,72 @@ def test_a_path_that_cannot_be_a_directory_is_refused(tmp_path: Path) -> None:
     assert blocker.read_text() == "in the way"
 
 
+@contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make ``directory`` unwritable: no write permission, or for root (which ignores it) the
+    immutable attribute."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("running as root without chattr: no way to make a directory unwritable")
+    done = subprocess.run([chattr, "+i", str(directory)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"running as root and chattr +i failed: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
 def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("running as root: a directory without write permission is still writable")
     directory = tmp_path / "ro"
     directory.mkdir()
-    directory.chmod(0o555)
-    try:
+    with read_only(directory):
         with pytest.raises(DataDirError, match="is not writable"):
             SqliteJournal.open(directory)
         assert list(directory.iterdir()) == []
-    finally:
-        directory.chmod(0o755)
 
 
 def test_a_directory_in_use_is_refused(durable: Durable) -> None:
     durable.start()
     with pytest.raises(DataDirError, match="in use by another emulator"):
         SqliteJournal.open(durable.directory)
+
+
+def test_descriptions_read_back_equal_and_unknown_ones_are_refused() -> None:
+    queue = QueueDescription(
+        "q",
+        lock_duration=timedelta(seconds=45),
+        default_message_time_to_live=timedelta.max,
+        auto_delete_on_idle=None,
+        forward_dead_lettered_messages_to="elsewhere",
+        policies=[SasPolicy("send", "k", AccessRights.SEND | AccessRights.LISTEN)],
+    )
+    subscription = SubscriptionDescription(
+        "s",
+        auto_delete_on_idle=timedelta(minutes=5),
+        rules=[
+            RuleDescription(
+                "c",
+                CorrelationFilterSpec(
+                    correlation_id="id",
+                    properties={"n": 2, "on": True, "at": datetime(2027, 1, 1), "f": 1.5},
+                ),
+                "SET x = 1",
+            ),
+            RuleDescription("t", TrueFilterSpec()),
+            RuleDescription("f", FalseFilterSpec()),
+        ],
+    )
+    for description in (queue, subscription, TopicDescription("t", max_message_size_bytes=1)):
+        assert descriptions.loads(descriptions.dumps(description)) == description
+    with pytest.raises(DescriptionError, match="unknown stored type"):
+        descriptions.loads('{"$t": "QueueDescriptionV9", "name": "q"}')
+    with pytest.raises(DescriptionError, match="does not fit this version"):
+        descriptions.loads('{"$t": "QueueDescription", "name": "q", "colour": "red"}')

@@ -46,7 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus import (
+    ServiceBusClient,
+    ServiceBusMessage,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiver,
+    ServiceBusSender,
+)
 
 from emulator.servicebus.admin.control_client import ControlClient
 
@@ -372,7 +378,7 @@ class Sender(threading.Thread):
                 pass  # the kill: the batch in flight is in ``unknown``
             turn = self.phase.park(generation)
 
-    def _send_round(self, sender: Any, generation: int) -> None:
+    def _send_round(self, sender: ServiceBusSender, generation: int) -> None:
         while self.unknown and self.phase.is_running(generation):
             self._send(sender, self.unknown[0])  # resend: duplicate detection drops landed ones
             self.unknown.pop(0)
@@ -390,7 +396,7 @@ class Sender(threading.Thread):
     def _cut(self) -> None:
         self.ledger.cut_sends += 1
 
-    def _send(self, sender: Any, ids: list[str]) -> None:
+    def _send(self, sender: ServiceBusSender, ids: list[str]) -> None:
         def maybe() -> None:
             for message_id in ids:
                 for path in targets(message_id, self.is_topic):
@@ -458,7 +464,7 @@ class Receiver(threading.Thread):
                 pass  # the kill
             turn = self.phase.park(generation)
 
-    def _receive_round(self, receiver: Any, generation: int) -> None:
+    def _receive_round(self, receiver: ServiceBusReceiver, generation: int) -> None:
         while self.phase.is_running(generation):
             messages = receiver.receive_messages(max_message_count=BATCH, max_wait_time=0.5)
             if not messages:
@@ -486,7 +492,7 @@ class Receiver(threading.Thread):
 
         self.ledger.note(take)
 
-    def _settle(self, receiver: Any, message: ServiceBusReceivedMessage) -> None:
+    def _settle(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage) -> None:
         message_id = str(message.message_id)
         draw = self.rng.random()
         action = "complete" if draw < 0.75 else "dead-letter" if draw < 0.85 else "abandon"
@@ -644,8 +650,10 @@ class RunResult:
 
 
 @contextmanager
-def _clients(phase: Phase, ledger: Ledger, seed: int, batches: int) -> Iterator[list[Any]]:
-    threads: list[Any] = [
+def _clients(
+    phase: Phase, ledger: Ledger, seed: int, batches: int
+) -> Iterator[list[Sender | Receiver]]:
+    threads: list[Sender | Receiver] = [
         Sender("q1", QUEUE, phase, ledger, batches),
         Sender("q2", QUEUE, phase, ledger, batches),
         Sender("t1", TOPIC, phase, ledger, batches),
@@ -681,12 +689,14 @@ def run(workdir: Path, *, seed: int, kills: int, batches: int = 12) -> RunResult
         emulator.start()
         with _clients(phase, ledger, seed, batches) as threads:
             _wait_parked(phase, "the clients did not start")
+            round_start = ledger.acked_sends
             phase.resume(emulator.connection_string, draining=kills == 0)
             for kill in range(kills):
                 with ControlClient(emulator.control_url) as control:
                     control.advance(1.5)  # the clock's offset must survive the kill
                 advanced += 1.5
-                kill_at = ledger.acked_sends + rng.randint(BATCH, 3 * batches * BATCH - BATCH)
+                # Within this generation's new batches (each sender sends ``batches``).
+                kill_at = round_start + rng.randint(BATCH, 3 * batches * BATCH - BATCH)
                 if not ledger.wait_for_sends(kill_at, PARK_TIMEOUT):
                     raise RuntimeError(f"senders stalled at {ledger.acked_sends} < {kill_at}")
                 emulator.kill()
@@ -700,6 +710,7 @@ def run(workdir: Path, *, seed: int, kills: int, batches: int = 12) -> RunResult
                             f"clock offset {offset} after restart, not {advanced}"
                         )
                     held_back += check_after_restart(control, ledger)["held_back"]
+                round_start = ledger.acked_sends
                 phase.resume(emulator.connection_string, draining=kill == kills - 1)
             _drain(emulator, ledger, threads)
             phase.halt()
@@ -723,7 +734,7 @@ def run(workdir: Path, *, seed: int, kills: int, batches: int = 12) -> RunResult
     )
 
 
-def _drain(emulator: EmulatorProcess, ledger: Ledger, threads: list[Any]) -> None:
+def _drain(emulator: EmulatorProcess, ledger: Ledger, threads: list[Sender | Receiver]) -> None:
     """Wait until every resend is acknowledged and every receiver came back empty twice (the
     ledger's condition wakes on each outcome), then confirm with the emulator's counts."""
     senders = [t for t in threads if isinstance(t, Sender)]
