@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from scenario_apps import APPS, AppDatabase, JobRuns, JobServiceBus, worker_settings
 
-from harness.pytest_plugin import WorkerFactory
+from harness.pytest_plugin import KeptLinks, WorkerFactory
 
 if TYPE_CHECKING:
     import httpx
@@ -50,9 +50,11 @@ def db(stack: Stack) -> Iterator[AppDatabase]:
 
 
 @pytest.fixture
-def servicebus(stack: Stack, _servicebus_client: ServiceBusClient) -> Iterator[JobServiceBus]:
+def servicebus(
+    stack: Stack, _servicebus_client: ServiceBusClient, _servicebus_links: KeptLinks
+) -> Iterator[JobServiceBus]:
     """The plugin's `servicebus`, plus `send_job` in the job API's wire format."""
-    helper = JobServiceBus(stack, _servicebus_client)
+    helper = JobServiceBus(stack, _servicebus_client, _servicebus_links)
     try:
         yield helper
     finally:

@@ -32,12 +32,7 @@ def _jobs_of(db: AppDatabase, creator_id: str) -> list[dict[str, Any]]:
 def _unrouted_and_chat(servicebus: JobServiceBus, creator_id: str) -> list[Any]:
     found = []
     for subscription in ("chat-suggestions", "unrouted"):
-        with servicebus.client.get_subscription_receiver(
-            servicebus.topic_jobs, subscription
-        ) as receiver:
-            found += [
-                m for m in receiver.peek_messages(max_message_count=250) if creator_id in str(m)
-            ]
+        found += [m for m in servicebus.peek(subscription) if creator_id in str(m)]
     return found
 
 

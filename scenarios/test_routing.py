@@ -50,13 +50,7 @@ def admin(stack: Stack) -> Iterator[ServiceBusAdministrationClient]:
 
 def _peeked_ids(servicebus: ServiceBusHelper, topic: str, subscription: str) -> set[str]:
     """Message ids waiting in a subscription, peeked (nothing locked, nothing consumed)."""
-    with servicebus.client.get_subscription_receiver(topic, subscription) as receiver:
-        seen: set[str] = set()
-        sequence = 0
-        while batch := receiver.peek_messages(max_message_count=250, sequence_number=sequence):
-            seen.update(str(m.message_id) for m in batch)
-            sequence = batch[-1].sequence_number + 1
-        return seen
+    return {str(m.message_id) for m in servicebus.peek(subscription, topic=topic)}
 
 
 def _where(servicebus: ServiceBusHelper, topic: str, subscriptions: Any, ids: set[str]) -> dict:

@@ -21,7 +21,7 @@ Each concern is a plugin module of its own, registered through `pytest_plugins`.
 from .database import Database
 from .events import Event, EventCollector, Events
 from .hosts import RunningWorkers, WorkerFactory
-from .servicebus import ServiceBusHelper
+from .servicebus import KeptLinks, ServiceBusHelper
 from .stack import admin_connection
 
 pytest_plugins = [
@@ -41,6 +41,7 @@ __all__ = [
     "Event",
     "EventCollector",
     "Events",
+    "KeptLinks",
     "RunningWorkers",
     "ServiceBusHelper",
     "WorkerFactory",

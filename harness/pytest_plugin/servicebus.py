@@ -1,7 +1,10 @@
 """The `servicebus` fixture: the SDK on the stack's connection strings, for arranging.
 
-One SDK client per session and one sender per topic per test: opening an AMQP link costs
-about a second against the emulator, which adds up over a suite."""
+One SDK client, one sender per topic and one peek receiver per (sub-)queue for the whole
+session: the SDK takes about half a second to open a link (it polls every 50 ms per frame)
+and as long to close one (it joins a keep-alive thread that sleeps in 1 s steps), so a test
+that opened and closed its own spent seconds per assertion. Kept links reconnect by
+themselves after a fault test drops their connection (the SDK retries)."""
 
 from __future__ import annotations
 
@@ -12,41 +15,107 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .hosts import in_parallel
 from .stack import admin_connection
 
 if TYPE_CHECKING:
-    from azure.servicebus import ServiceBusClient, ServiceBusSender
+    from azure.servicebus import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
     from harness.stack import Stack
+
+
+class KeptLinks:
+    """Senders and peek-only receivers opened on first use and kept until `close`."""
+
+    def __init__(self, client: ServiceBusClient) -> None:
+        self.client = client
+        self._senders: dict[str, ServiceBusSender] = {}
+        self._peekers: dict[tuple[str, str | None, str | None], ServiceBusReceiver] = {}
+
+    def sender(self, entity: str) -> ServiceBusSender:
+        sender = self._senders.get(entity)
+        if sender is None:
+            sender = self._senders[entity] = self.client.get_topic_sender(entity)
+        return sender
+
+    def peeker(
+        self, entity: str, subscription: str | None = None, sub_queue: str | None = None
+    ) -> ServiceBusReceiver:
+        """A receiver used only to peek (it never takes a lock, so keeping it is harmless)."""
+        key = (entity, subscription, sub_queue)
+        receiver = self._peekers.get(key)
+        if receiver is None:
+            if subscription is None:
+                receiver = self.client.get_queue_receiver(entity, sub_queue=sub_queue)
+            else:
+                receiver = self.client.get_subscription_receiver(
+                    entity, subscription, sub_queue=sub_queue
+                )
+            self._peekers[key] = receiver
+        return receiver
+
+    def close(self) -> None:
+        """Close every link at once: each close waits on the SDK's keep-alive thread."""
+        links: list[Any] = [*self._senders.values(), *self._peekers.values()]
+        self._senders, self._peekers = {}, {}
+
+        def closer(link: Any) -> Any:
+            def close() -> None:
+                with contextlib.suppress(Exception):
+                    link.close()
+
+            return close
+
+        in_parallel([closer(link) for link in links])
 
 
 class ServiceBusHelper:
     """Sync SDK access to the stack's Service Bus: senders, raw sends, dead letters, and
     subscription changes that are undone after the test."""
 
-    def __init__(self, stack: Stack, client: ServiceBusClient) -> None:
+    def __init__(
+        self, stack: Stack, client: ServiceBusClient, links: KeptLinks | None = None
+    ) -> None:
         self.stack = stack
         self.client = client
         self.connection_string = stack.servicebus_connection
         self.send_connection_string = stack.servicebus_send_connection
         self.topic_jobs = stack.topic_jobs
         self.topic_events = stack.topic_events
-        # Opening and closing an SDK sender costs ~1 s against the emulator; keep one per topic.
-        self._senders: dict[str, ServiceBusSender] = {}
+        self._own_links = links is None
+        self.links = links if links is not None else KeptLinks(client)
 
     def sender(self, topic: str | None = None) -> ServiceBusSender:
-        """A sender on `topic` (default the jobs topic), kept open until the test ends."""
-        topic = topic or self.topic_jobs
-        sender = self._senders.get(topic)
-        if sender is None:
-            sender = self._senders[topic] = self.client.get_topic_sender(topic)
-        return sender
+        """A sender on `topic` (default the jobs topic), kept open (see the module's doc)."""
+        return self.links.sender(topic or self.topic_jobs)
+
+    def peek(
+        self,
+        subscription: str,
+        *,
+        topic: str | None = None,
+        sub_queue: str | None = None,
+        max_count: int | None = None,
+    ) -> list[Any]:
+        """Every message of a subscription of `topic` (default the jobs topic), or of its
+        dead-letter queue with `sub_queue="deadletter"`, in sequence order; peeked, so
+        nothing is locked or counted."""
+        receiver = self.links.peeker(topic or self.topic_jobs, subscription, sub_queue)
+        found: list[Any] = []
+        sequence = 1  # explicit: 0 reads as "not given", and the SDK goes on from its cursor
+        while max_count is None or len(found) < max_count:
+            want = 250 if max_count is None else min(250, max_count - len(found))
+            batch = receiver.peek_messages(max_message_count=want, sequence_number=sequence)
+            if not batch:
+                break
+            found += batch
+            sequence = batch[-1].sequence_number + 1
+        return found
 
     def close(self) -> None:
-        senders, self._senders = list(self._senders.values()), {}
-        for sender in senders:
-            with contextlib.suppress(Exception):
-                sender.close()
+        """Close the links this helper opened itself (kept session links stay open)."""
+        if self._own_links:
+            self.links.close()
 
     def send_raw(
         self,
@@ -96,12 +165,9 @@ class ServiceBusHelper:
                     setattr(restored, name, value)
                 admin.update_subscription(topic, restored)
 
-    def peek_dead_letters(self, subscription: str, max_count: int = 50) -> list[Any]:
+    def peek_dead_letters(self, subscription: str, max_count: int | None = None) -> list[Any]:
         """Dead letters of a jobs-topic subscription, peeked (not locked, not counted)."""
-        with self.client.get_subscription_receiver(
-            self.topic_jobs, subscription, sub_queue="deadletter"
-        ) as receiver:
-            return list(receiver.peek_messages(max_message_count=max_count))
+        return self.peek(subscription, sub_queue="deadletter", max_count=max_count)
 
 
 @pytest.fixture(scope="session")
@@ -112,10 +178,22 @@ def _servicebus_client(stack: Stack) -> Iterator[ServiceBusClient]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def _servicebus_links(_servicebus_client: ServiceBusClient) -> Iterator[KeptLinks]:
+    links = KeptLinks(_servicebus_client)
+    try:
+        yield links
+    finally:
+        links.close()
+
+
 @pytest.fixture
-def servicebus(stack: Stack, _servicebus_client: ServiceBusClient) -> Iterator[ServiceBusHelper]:
-    """SDK clients on the stack's connection string, `send_raw`, `subscription_changed`."""
-    helper = ServiceBusHelper(stack, _servicebus_client)
+def servicebus(
+    stack: Stack, _servicebus_client: ServiceBusClient, _servicebus_links: KeptLinks
+) -> Iterator[ServiceBusHelper]:
+    """SDK clients on the stack's connection string, `send_raw`, `peek`,
+    `subscription_changed`."""
+    helper = ServiceBusHelper(stack, _servicebus_client, _servicebus_links)
     try:
         yield helper
     finally:
