@@ -309,14 +309,33 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
 
     def stop(self) -> None:
         """Stop receiving, let running invocations finish (up to `shutdown_grace`), clean up."""
-        if self._state in ("stopped",):
+        self.quiesce()
+        self.close()
+
+    def quiesce(self) -> None:
+        """Stop receiving and let running invocations finish (up to `shutdown_grace`): after
+        it no function of this host runs again. The links stay open until `close`."""
+        if self._state in ("stopped", "quiesced") or self._host is None:
             return
+        try:
+            self._host.call(self._quiesce_async(), self.shutdown_grace + 30)
+        except Exception:
+            log.exception("%s: shutdown did not finish cleanly", self.name)
+        self._state = "quiesced"
+
+    def close(self) -> None:
+        """Close receivers, senders and clients and stop the loop threads. Slow by the SDK's
+        design (each peek-lock receiver with credit drains its link on close, about a second),
+        so a test harness may run it after the next test has started (`quiesce` first)."""
+        if self._state == "stopped":
+            return
+        self.quiesce()
         try:
             if self._host is not None:
                 try:
-                    self._host.call(self._stop_async(), self.shutdown_grace + 30)
+                    self._host.call(self._close_async(), 30)
                 except Exception:
-                    log.exception("%s: shutdown did not finish cleanly", self.name)
+                    log.exception("%s: closing links did not finish cleanly", self.name)
                 self._host.stop()
             if self._worker is not None:
                 self._worker.stop()
@@ -330,7 +349,7 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
                 SettlementServer.release()
             self._state = "stopped"
 
-    async def _stop_async(self) -> None:
+    async def _quiesce_async(self) -> None:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -339,6 +358,8 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _close_async(self) -> None:
         closers = [t.receivers.close() for t in self._triggers.values()]
         closers += [self._signalr.aclose(), self._servicebus_out.aclose()]
         await asyncio.gather(*closers, return_exceptions=True)

@@ -154,13 +154,48 @@ class WorkerFactory:
         return self.running
 
     def stop(self) -> None:
-        """Stop every host (in parallel: each waits on its own receivers and clients)."""
+        """Stop every host: none runs a function once this returns and the environment is
+        put back; their links close in the background (see `closing_hosts`)."""
         hosts, self._started = self._started, []
         try:
-            in_parallel([host.stop for host in reversed(hosts)])
+            in_parallel([host.quiesce for host in reversed(hosts)])
         finally:
             if self._environment is not None:
                 self._environment.restore()
+            if hosts:
+                closing_hosts.add(hosts)
+
+
+class _ClosingHosts:
+    """Hosts whose links are still closing. The SDK takes about a second per receiver to
+    close (it drains the link), which a test need not wait for once its hosts have
+    quiesced; the stack waits for them all before it stops (`wait`)."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def add(self, hosts: Sequence[Any]) -> None:
+        thread = threading.Thread(
+            target=in_parallel,
+            args=([host.close for host in hosts],),
+            name="harness-closing-hosts",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+closing_hosts = _ClosingHosts()
 
 
 def in_parallel(calls: Sequence[Callable[[], Any]]) -> None:

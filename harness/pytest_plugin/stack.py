@@ -42,6 +42,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     try:
         yield started
     finally:
+        from .hosts import closing_hosts
+
+        closing_hosts.wait()  # hosts of the last tests close their links while it still runs
         started.stop()
 
 
