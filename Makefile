@@ -57,9 +57,12 @@ CRASH_KILLS ?= 3
 crash-soak: setup
 	$(BIN)/python tests/servicebus/crash_workload.py --rounds $(CRASH_ROUNDS) --kills $(CRASH_KILLS)
 
-## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C
+## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C;
+##     the emulator's state is kept in .data/servicebus (FRESH=1 starts empty)
+DATA_DIR ?= .data/servicebus
 up: setup
-	$(BIN)/python -m harness up --sb-port $(SB_PORT) --admin-port $(ADMIN_PORT)
+	$(BIN)/python -m harness up --sb-port $(SB_PORT) --admin-port $(ADMIN_PORT) \
+		--data-dir $(DATA_DIR) $(if $(FRESH),--fresh)
 
 ## load: Locust capacity profiles against `make up` (run it in another terminal first);
 ##       LOAD_ARGS='--headless --tier 50 --capacity-report load-50.json', see docs/load.md

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from .dlq.cli import add_dlq_commands, run_dlq
 
@@ -37,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--api-port", type=int, default=8000, help="job API port")
     up.add_argument("--log-level", default="INFO")
     up.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the emulator's entities, messages, dead letters and clock here across "
+        "restarts (`make up` uses .data/servicebus); default: in memory",
+    )
+    up.add_argument(
+        "--fresh", action="store_true", help="with --data-dir: delete what it holds and start empty"
+    )
+    up.add_argument(
         "--in-process",
         action="store_true",
         help="run the worker apps in this process instead of one child process per app",
@@ -61,8 +72,15 @@ def _up(args: argparse.Namespace) -> int:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # httpx logs every request at INFO, and the apps read the emulator's clock by one.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.fresh and args.data_dir is None:
+        print("harness up: --fresh needs --data-dir", file=sys.stderr)
+        return 2
+    if args.fresh and args.data_dir.exists():
+        shutil.rmtree(args.data_dir)
+        print(f"harness up: {args.data_dir} emptied (--fresh)", flush=True)
     started = time.perf_counter()
     system = LocalSystem(
+        data_dir=args.data_dir,
         provider=args.stack,
         ports=SystemPorts(servicebus=args.sb_port, admin=args.admin_port, api=args.api_port),
         processes=not args.in_process,
@@ -78,6 +96,15 @@ def _up(args: argparse.Namespace) -> int:
     print(f"\nLocal system up in {time.perf_counter() - started:.1f}s (Ctrl-C to stop)", flush=True)
     for line in system.describe():
         print("  " + line, flush=True)
+    if args.data_dir is not None:
+        emulator = system.stack.emulator if system.stack else None
+        report = emulator.load_report if emulator is not None else None
+        found = (
+            "started empty"
+            if report is None or report.fresh
+            else f"restored {report.messages} message(s), {report.entities} entities"
+        )
+        print(f"  emulator state     {args.data_dir}: {found} (--fresh starts empty)", flush=True)
     assert system.api is not None
     print("\n" + CURL_EXAMPLE.format(api=system.api.url), flush=True)
     stop.wait()

@@ -52,6 +52,8 @@ class LocalSystem:
     webhooks: WebhookSink | None = None
     processes: bool = False
     """Run each worker app as a child process (`harness up`) instead of in this process."""
+    data_dir: Path | None = None
+    """Where the emulator keeps its state across restarts (None: in memory only)."""
     run_timers: bool = True
     """In-process apps only: False leaves timer functions (sweepers, monitors) unscheduled."""
     extra_settings: dict[str, str] = field(default_factory=dict)
@@ -74,7 +76,9 @@ class LocalSystem:
         self.stack = stop.enter_context(
             StackBuilder()
             .provider(self.provider)
-            .with_emulator_options(port=self.ports.servicebus, admin_port=self.ports.admin)
+            .with_emulator_options(
+                port=self.ports.servicebus, admin_port=self.ports.admin, data_dir=self.data_dir
+            )
             .start()
         )
         self.ai = stop.enter_context(AIServer())

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -93,3 +94,63 @@ def _until(lines: Iterator[str], predicate: Callable[[str], bool]) -> list[str]:
         if predicate(line):
             return seen
     raise AssertionError("output ended before the expected line:\n" + "".join(seen[-40:]))
+
+
+def test_a_system_with_a_data_dir_keeps_its_messages_and_dead_letters_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """`make up` keeps the emulator's state in a data dir: what waited before a stop is there
+    after the next start (a message no worker takes, and a dead letter with its reason)."""
+    from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+    data = tmp_path / "servicebus"
+
+    def start() -> LocalSystem:
+        return LocalSystem(
+            provider="local", ports=SystemPorts(0, 0, 0), data_dir=data, run_timers=False
+        )
+
+    with start() as system:
+        assert system.stack is not None
+        with (
+            ServiceBusClient.from_connection_string(system.stack.servicebus_connection) as sb,
+            sb.get_topic_sender("huntaze-jobs") as sender,
+        ):
+            sender.send_messages(
+                ServiceBusMessage(
+                    "{}", message_id="kept-1", application_properties={"jobType": "x"}
+                )
+            )
+            sender.send_messages(
+                ServiceBusMessage(
+                    "not json",
+                    message_id="poison-1",
+                    application_properties={"jobType": "chat.suggest"},
+                )
+            )
+        system.hosts["jobs"].wait_for_invocations(
+            1, where=lambda i: i.message_id == "poison-1", timeout=30
+        )
+
+    with start() as system:
+        assert system.stack is not None and system.stack.emulator is not None
+        report = system.stack.emulator.load_report
+        assert report is not None and not report.fresh and report.messages == 2, report
+        with ServiceBusClient.from_connection_string(system.stack.servicebus_connection) as sb:
+            with sb.get_subscription_receiver("huntaze-jobs", "unrouted") as receiver:
+                kept = receiver.peek_messages(max_message_count=10, sequence_number=1)
+            with sb.get_subscription_receiver(
+                "huntaze-jobs", "chat-suggestions", sub_queue="deadletter"
+            ) as receiver:
+                dead = receiver.peek_messages(max_message_count=10, sequence_number=1)
+        assert [m.message_id for m in kept] == ["kept-1"]
+        assert [(m.message_id, m.dead_letter_reason) for m in dead] == [
+            ("poison-1", "INVALID_PAYLOAD")
+        ]
+
+
+def test_fresh_needs_a_data_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["up", "--fresh"]) == 2
+    assert "--fresh needs --data-dir" in capsys.readouterr().err
