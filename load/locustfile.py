@@ -50,6 +50,9 @@ log = logging.getLogger("load")
 TERMINAL = ("completed", "failed")
 POLL_NAME = JOB_ROUTE_PREFIX + "[jobId]"
 DEFAULT_POLL_INTERVAL_S = 1.0
+BUSY_REQUEST_TYPE = "BUSY"
+"""A 503 + Retry-After from the job API: counted apart, the POST is tried again after it."""
+BUSY_RETRIES = 5
 DEFAULT_THINK_TIME_S = 6.0
 
 
@@ -235,15 +238,35 @@ class CreatorUser(HttpUser):
             **kind.body(self.rng, video_url or f"{self.host.rstrip('/')}/healthz"),
         }
         started = time.perf_counter()
-        with self.client.post(
-            JOB_ROUTE_PREFIX + kind.route, json=body, catch_response=True
-        ) as response:
-            created = _json(response)
-            job_id = created.get("jobId") if created else None
-            if created is not None and not isinstance(job_id, str):
-                response.failure("answer has no jobId")
-        if isinstance(job_id, str):
-            self.follow(kind, job_id, started)
+        for _ in range(BUSY_RETRIES + 1):
+            with self.client.post(
+                JOB_ROUTE_PREFIX + kind.route, json=body, catch_response=True
+            ) as response:
+                wait = _retry_after(response)
+                if wait is not None:  # shed, not failed: the API said when to come back
+                    response.success()
+                    self._busy(kind, wait)
+                    gevent.sleep(wait)
+                    continue
+                created = _json(response)
+                job_id = created.get("jobId") if created else None
+                if created is not None and not isinstance(job_id, str):
+                    response.failure("answer has no jobId")
+            if isinstance(job_id, str):
+                self.follow(kind, job_id, started)
+            return
+
+    def _busy(self, kind: JobKind, wait: float) -> None:
+        """One 503 + Retry-After, counted apart (request type BUSY) from failures."""
+        self.environment.events.request.fire(
+            request_type=BUSY_REQUEST_TYPE,
+            name=kind.route,
+            response_time=wait * 1000,
+            response_length=0,
+            response=None,
+            context={"creatorId": self.creator_id},
+            exception=None,
+        )
 
     def follow(self, kind: JobKind, job_id: str, started: float) -> None:
         """Poll as a creator app does (no push channel here) until the job ends or its
@@ -284,6 +307,16 @@ class CreatorUser(HttpUser):
             context={"jobId": job_id, "creatorId": self.creator_id},
             exception=error,
         )
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds to wait when the API shed the request (503 with a numeric Retry-After)."""
+    if response.status_code != 503:
+        return None
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def _json(response: Any) -> dict[str, Any] | None:

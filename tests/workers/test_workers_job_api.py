@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from workers_fakes import T0, FakeClock
 
-from workers.api.app import ApiDeps, create_app, new_job_id
+from workers.api.app import ApiDeps, Busy, create_app, new_job_id
 from workers.api.requests import MAX_MESSAGE_BODY_BYTES, MAX_REQUEST_BYTES
 from workers.common.contracts import JobStatus, parse_job_message
 from workers.common.db import Job
@@ -23,9 +23,12 @@ from workers.common.repository import JobRepository
 @dataclass
 class CapturingSender:
     fail: bool = False
+    busy: bool = False
     sent: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
 
     async def send(self, body: dict[str, Any], application_properties: dict[str, str]) -> None:
+        if self.busy:
+            raise Busy("all 4 senders busy for 2.0 s")
         if self.fail:
             raise ConnectionError("namespace unreachable")
         self.sent.append((body, application_properties))
@@ -194,6 +197,62 @@ async def test_workers_send_failure_is_500_and_the_job_is_not_left_pending(
     record = await repo.get("job_1")
     assert record is not None and record.status is JobStatus.FAILED
     assert record.error["code"] == "ENQUEUE_FAILED"
+
+
+async def test_busy_senders_answer_503_with_retry_after_and_leave_no_job(
+    client: httpx.AsyncClient, sender: CapturingSender, repo: JobRepository
+) -> None:
+    sender.busy = True
+    response = await client.post(
+        "/api/jobs/chat-suggestions",
+        json={"fanMessage": "x", "creatorId": "1"},
+        headers={"Idempotency-Key": "busy-1"},
+    )
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"] == "Service busy"
+    assert await repo.get("job_1") is None, "a job nobody can follow was left behind"
+    sender.busy = False  # the retry under the same key is a new request, and succeeds
+    again = await client.post(
+        "/api/jobs/chat-suggestions",
+        json={"fanMessage": "x", "creatorId": "1"},
+        headers={"Idempotency-Key": "busy-1"},
+    )
+    assert again.status_code == 200 and len(sender.sent) == 1
+
+
+async def test_an_exhausted_database_pool_answers_503_within_its_timeout() -> None:
+    """Real PostgreSQL, a pool of one held by someone else: the API answers 503 after the
+    pool timeout (not SQLAlchemy's 30 s, not a 500), and nothing is sent."""
+    import time
+
+    from workers.common.db import create_schema, make_engine
+
+    engine = make_engine(
+        "postgresql://postgres@127.0.0.1:5432/test", pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
+    try:
+        try:
+            await create_schema(engine)
+        except Exception as exc:  # the machine's PostgreSQL is part of every session here
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432/test is not reachable: {exc}")
+        sender = CapturingSender()
+        deps = ApiDeps(repository=JobRepository(engine), sender=sender, retry_after_seconds=3)
+        transport = httpx.ASGITransport(app=create_app(deps))
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://api") as api,
+            engine.connect() as held,
+        ):
+            await held.execute(select(1))
+            started = time.monotonic()
+            response = await api.post(
+                "/api/jobs/chat-suggestions", json={"fanMessage": "x", "creatorId": "1"}
+            )
+            took = time.monotonic() - started
+        assert response.status_code == 503 and response.headers["Retry-After"] == "3"
+        assert took < 5, f"the request waited {took:.1f} s"
+        assert sender.sent == []
+    finally:
+        await engine.dispose()
 
 
 async def test_workers_get_status_uses_db_then_cache_for_final_states(

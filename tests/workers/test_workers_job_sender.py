@@ -92,3 +92,37 @@ def test_pool_size_must_be_positive() -> None:
         ServiceBusJobSender(
             "Endpoint=sb://localhost;SharedAccessKeyName=k;SharedAccessKey=v", "x", pool_size=0
         )
+
+
+async def test_a_send_waits_only_so_long_for_a_free_sender() -> None:
+    """Past capacity a send gives up after ``busy_wait`` (the API answers 503), instead of
+    queueing behind every sender without end."""
+    from workers.api.app import Busy
+
+    sender = ServiceBusJobSender(
+        "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v",
+        "jobs",
+        pool_size=1,
+        busy_wait=0.05,
+    )
+    release, entered = asyncio.Event(), asyncio.Event()
+
+    class Stuck:
+        async def send_messages(self, message: Any) -> None:
+            entered.set()
+            await release.wait()
+
+        async def close(self) -> None:
+            return None
+
+    sender._open = lambda: Stuck()  # type: ignore[method-assign]
+    first = asyncio.ensure_future(sender.send(_body(1), {}))
+    await entered.wait()  # the first send holds the only sender
+    with pytest.raises(Busy, match=r"all 1 senders busy for 0\.05 s"):
+        await sender.send(_body(2), {})
+    release.set()
+    await first  # the held one still goes through, and its slot is given back
+    release.clear()
+    release.set()
+    await sender.send(_body(3), {})
+    await sender.aclose()

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from workers.api.requests import (
     IDEMPOTENCY_HEADER,
@@ -87,7 +88,9 @@ class ServiceBusJobSender:
     send failed is closed and dropped, so a broken link is never handed out again.
     """
 
-    def __init__(self, connection: str, topic: str, *, pool_size: int = 4) -> None:
+    def __init__(
+        self, connection: str, topic: str, *, pool_size: int = 4, busy_wait: float | None = None
+    ) -> None:
         from azure.servicebus.aio import ServiceBusClient
 
         if pool_size < 1:
@@ -97,6 +100,8 @@ class ServiceBusJobSender:
         self._idle: list[Any] = []
         self._slots: asyncio.Semaphore | None = None  # made on the loop that serves requests
         self.pool_size = pool_size
+        self.busy_wait = busy_wait
+        """How long a send waits for a free sender before `Busy` (None: as long as it takes)."""
         self.opened = 0
 
     async def send(self, body: dict[str, Any], application_properties: dict[str, str]) -> None:
@@ -110,7 +115,11 @@ class ServiceBusJobSender:
         )
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.pool_size)
-        async with self._slots:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.busy_wait)
+        except TimeoutError:
+            raise Busy(f"all {self.pool_size} senders busy for {self.busy_wait} s") from None
+        try:
             sender = self._idle.pop() if self._idle else self._open()
             try:
                 await sender.send_messages(message)
@@ -119,6 +128,8 @@ class ServiceBusJobSender:
                     await sender.close()
                 raise
             self._idle.append(sender)
+        finally:
+            self._slots.release()
 
     def _open(self) -> Any:
         self.opened += 1
@@ -141,6 +152,10 @@ def new_job_id() -> str:
     return f"job_{int(time.time() * 1000)}_{suffix}"
 
 
+class Busy(Exception):
+    """The server is past its capacity: nothing was written or sent; the caller may retry."""
+
+
 @dataclass
 class ApiDeps:
     repository: JobRepository
@@ -149,6 +164,8 @@ class ApiDeps:
     clock: Clock = field(default_factory=SystemClock)
     new_id: Callable[[], str] = new_job_id
     cache_prefix: str = "huntaze:"
+    retry_after_seconds: int = 1
+    """What a 503 tells a client to wait (the Retry-After header)."""
 
     def __post_init__(self) -> None:
         self.schema = SchemaGate(self.repository.engine)
@@ -183,6 +200,22 @@ def create_app(deps: ApiDeps) -> FastAPI:
             await deps.aclose()
 
     app = FastAPI(title="Huntaze job API", lifespan=lifespan)
+
+    def busy(detail: str) -> JSONResponse:
+        log.warning("answering 503: %s", detail)
+        return JSONResponse(
+            status_code=503,
+            content={"error": "Service busy", "details": [detail, "retry after Retry-After"]},
+            headers={"Retry-After": str(deps.retry_after_seconds)},
+        )
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy) -> JSONResponse:
+        return busy(str(exc))
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return busy("no database connection free within the pool timeout")
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -242,6 +275,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
             return await replay(route, key, digest)
         try:
             await deps.sender.send(wire, job_application_properties(job))
+        except Busy:  # nothing was sent: the job row goes, so a retry starts clean
+            await deps.repository.delete_pending(job.job_id)
+            raise
         except Exception as exc:
             log.exception("failed to queue %s", job.job_id)
             await deps.repository.fail(
@@ -321,12 +357,23 @@ def deps_from_settings(settings: Settings) -> ApiDeps:
         cache = MemoryStore(clock)
     else:
         cache = RedisStore.from_url(settings.redis_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.api_db_pool_size,
+        max_overflow=settings.api_db_max_overflow,
+        pool_timeout=settings.api_busy_wait_seconds,
+    )
     return ApiDeps(
-        repository=JobRepository(make_engine(settings.database_url)),
-        sender=ServiceBusJobSender(settings.servicebus_connection_send, settings.topic_jobs),
+        repository=JobRepository(engine),
+        sender=ServiceBusJobSender(
+            settings.servicebus_connection_send,
+            settings.topic_jobs,
+            busy_wait=settings.api_busy_wait_seconds,
+        ),
         cache=cache,
         clock=clock,
         cache_prefix=settings.redis_key_prefix,
+        retry_after_seconds=settings.api_retry_after_seconds,
     )
 
 

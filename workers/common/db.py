@@ -97,14 +97,30 @@ def async_database_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; in-memory SQLite shares one connection so tables persist."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+) -> AsyncEngine:
+    """An async engine; in-memory SQLite shares one connection so tables persist. The pool
+    options (SQLAlchemy's defaults when None) bound what a busy server waits for."""
     url = async_database_url(url)
     if url in ("sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"):
         return create_async_engine(
             url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
-    return create_async_engine(url, pool_pre_ping=True)
+    options = {
+        name: value
+        for name, value in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout),
+        )
+        if value is not None
+    }
+    return create_async_engine(url, pool_pre_ping=True, **options)
 
 
 # Columns added after the first release: (table, column, DDL type). `create_all` creates

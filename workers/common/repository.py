@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -175,6 +175,14 @@ class JobRepository:
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(Job).where(Job.id == job_id).values(idempotency_key=None, request_hash=None)
+            )
+
+    async def delete_pending(self, job_id: str) -> None:
+        """Remove a job row that was never queued (the API answered 503: the caller never
+        learnt its id, so a row left behind would be a job nobody can follow)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING.value)
             )
 
     async def get(self, job_id: str) -> JobRecord | None:
