@@ -462,6 +462,24 @@ def _broken_receiver_reused(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(LiveReceiver, "mark_broken", lambda self, reason: None)
 
 
+@mutant(
+    "api-waits-when-busy",
+    "the job API waits as long as it takes for a pooled sender (as the seed's API waited 30 s "
+    "on its database pool): past capacity requests hang instead of being shed with 503",
+    "scenarios/test_overload.py::test_a_burst_past_capacity_is_shed_with_503_and_nothing_is_lost",
+)
+def _api_waits_when_busy(mp: pytest.MonkeyPatch) -> None:
+    from workers.api.app import ServiceBusJobSender
+
+    init = ServiceBusJobSender.__init__
+
+    def unbounded(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.busy_wait = None
+
+    mp.setattr(ServiceBusJobSender, "__init__", unbounded)
+
+
 # -- the plugin ------------------------------------------------------------------------------
 
 

@@ -368,6 +368,7 @@ def deps_from_settings(settings: Settings) -> ApiDeps:
         sender=ServiceBusJobSender(
             settings.servicebus_connection_send,
             settings.topic_jobs,
+            pool_size=settings.api_sender_pool_size,
             busy_wait=settings.api_busy_wait_seconds,
         ),
         cache=cache,

@@ -94,6 +94,7 @@ class Settings:
     # pooled connection or sender before it answers 503 with Retry-After (never 30 s, no 500).
     api_db_pool_size: int = 5
     api_db_max_overflow: int = 10
+    api_sender_pool_size: int = 4
     api_busy_wait_seconds: float = 2.0
     api_retry_after_seconds: int = 1
     # Operator channels for the DLQ monitor's alert.dlq (empty: not delivered there).
@@ -227,6 +228,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         dlq_critical_threshold=_int(env, "DLQ_CRITICAL_THRESHOLD", 10, invalid),
         api_db_pool_size=_int(env, "API_DB_POOL_SIZE", 5, invalid),
         api_db_max_overflow=_int(env, "API_DB_MAX_OVERFLOW", 10, invalid),
+        api_sender_pool_size=_int(env, "API_SENDER_POOL_SIZE", 4, invalid),
         api_busy_wait_seconds=_float(env, "API_BUSY_WAIT_SECONDS", 2.0, invalid),
         api_retry_after_seconds=_int(env, "API_RETRY_AFTER_SECONDS", 1, invalid),
         ops_alert_webhook_url=get("OPS_ALERT_WEBHOOK_URL"),
