@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 from . import services
+from .containers import resolve_images
 from .docker import (
     EngineClient,
     EngineStatus,
@@ -161,15 +162,17 @@ class Choice:
     reason: str
 
 
-def needed_images() -> list[str]:
-    """What a containers stack runs: Ryuk (unless disabled), PostgreSQL and Redis."""
+def needed_images(postgres: str | None = None, redis: str | None = None) -> list[str]:
+    """What a containers stack runs: Ryuk (unless disabled), PostgreSQL and Redis (the given
+    images, else SBH_POSTGRES_IMAGE / SBH_REDIS_IMAGE, else the pinned upstream ones)."""
     try:
         ryuk, prefix = testcontainers_settings()
     except ImportError as exc:
         raise StackError(
             "containers provider: testcontainers is not installed (pip install -e '.[stack]')"
         ) from exc
-    images = [services.POSTGRES_IMAGE, services.REDIS_IMAGE]
+    resolved = resolve_images(postgres, redis)
+    images = [resolved.postgres, resolved.redis]
     return required_images(images, ryuk_image=ryuk, prefix=prefix)
 
 
@@ -239,6 +242,7 @@ class StackBuilder:
         self._apply_topology = True
         self._admin_kwargs: dict[str, Any] = {}
         self._emulator_kwargs: dict[str, Any] = {}
+        self._images: dict[str, str] = {}
 
     def provider(self, name: ProviderName) -> Self:
         """auto | local | embedded | containers | connection-string."""
@@ -297,6 +301,13 @@ class StackBuilder:
         self._emulator_kwargs = dict(kwargs)
         return self
 
+    def with_images(self, *, postgres: str | None = None, redis: str | None = None) -> Self:
+        """The containers provider's images (default: SBH_POSTGRES_IMAGE / SBH_REDIS_IMAGE,
+        else postgres:16-alpine / redis:7-alpine; `make images` builds local equivalents)."""
+        given = {"postgres": postgres, "redis": redis}
+        self._images.update({k: v for k, v in given.items() if v})
+        return self
+
     # -- start ------------------------------------------------------------------------------
 
     def _resolve(self) -> tuple[str, str, str]:
@@ -323,7 +334,10 @@ class StackBuilder:
         return provider, provider, f"asked for {provider}"
 
     def _choose(self) -> Choice:
-        choice = choose_services(database_url=self._database_url, redis_url=self._redis_url)
+        images = (lambda: needed_images(**self._images)) if self._images else None
+        choice = choose_services(
+            database_url=self._database_url, redis_url=self._redis_url, images=images
+        )
         log.info("stack auto: chose %s because %s", choice.services, choice.reason)
         return choice
 
@@ -337,10 +351,11 @@ class StackBuilder:
             status = detect_docker_engine()
             if not status.available:
                 raise StackError(f"containers provider: {status.reason}")
-            problem = images_problem(docker_client(status), needed_images())
+            problem = images_problem(docker_client(status), needed_images(**self._images))
             if problem is not None:
                 raise StackError(f"containers provider: {problem}")
-            return services.containers_backend()
+            images = resolve_images(**self._images)
+            return services.containers_backend(images.postgres, images.redis)
         raise StackError(f"unknown services {name!r}")
 
     def start(self) -> Stack:
