@@ -43,6 +43,21 @@ test-mutation: setup
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) tests/servicebus
 
+## images: the containers provider's images without a registry (images/build.sh, docs/stack.md):
+##         a Debian base (debootstrap, once), PostgreSQL, Redis, a Ryuk-protocol reaper and the
+##         emulator; also tagged with the pinned upstream names the engine lacks (IMAGES_TAG_UPSTREAM)
+.PHONY: images test-containers
+IMAGES_TAG_UPSTREAM ?= auto
+images:
+	IMAGES_TAG_UPSTREAM=$(IMAGES_TAG_UPSTREAM) sh images/build.sh
+
+## test-containers: the tests that need a Docker engine and those images; they fail, not skip,
+##                  when there is none (not part of `make test`: see docs/stack.md)
+CONTAINER_TESTS := tests/harness/test_images_engine.py tests/harness/test_emulator_container.py \
+	tests/harness/test_stack_docker.py::test_containers_provider_for_real
+test-containers: setup images
+	SBH_REQUIRE_ENGINE=1 $(BIN)/python -m pytest -q -rs -n 2 $(CONTAINER_TESTS)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
