@@ -56,7 +56,7 @@ images:
 CONTAINER_TESTS := tests/harness/test_images_engine.py tests/harness/test_emulator_container.py \
 	tests/harness/test_stack_docker.py::test_containers_provider_for_real
 test-containers: setup images
-	SBH_REQUIRE_ENGINE=1 $(BIN)/python -m pytest -q -rs -n 2 $(CONTAINER_TESTS)
+	SBH_REQUIRE_ENGINE=1 TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q -rs -n 2 $(CONTAINER_TESTS)
 
 lint: setup
 	$(BIN)/ruff check .
