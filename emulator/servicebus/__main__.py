@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     elapsed = time.perf_counter() - started
+    # What the start built (modules, topology, compiled rules, TLS) lives as long as the
+    # process: frozen, the collector's full passes, which come with every few thousand
+    # messages held, no longer walk it each time (a few µs per message sent, in make bench).
+    gc.collect()
+    gc.freeze()
     topology = emulator.topology
     print(f"Service Bus emulator ready in {elapsed:.2f}s", flush=True)
     print(f"  AMQP:   {emulator.host}:{emulator.port}", flush=True)

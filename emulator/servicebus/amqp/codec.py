@@ -871,10 +871,21 @@ def _decode_items(buf: Any, p: int, count: int, end: int, start: int, kind: str)
     dec = _DECODERS
     items: list[Any] = []
     append = items.append
+    left = count
     try:
-        for _ in range(count):
-            v, p = dec[buf[p]](buf, p + 1)
-            append(v)
+        while left:
+            code = buf[p]
+            if code == 0x40:  # null: most fields of most composites, often all trailing ones
+                if end - p == left and type(buf) is bytes and buf.count(0x40, p, end) == left:
+                    items += [None] * left
+                    p = end
+                    break
+                append(None)
+                p += 1
+            else:
+                v, p = dec[code](buf, p + 1)
+                append(v)
+            left -= 1
     except (IndexError, struct.error):
         raise DecodeError(f"truncated {kind} element", p) from None
     if p != end:

@@ -25,7 +25,7 @@ from ..core.store import MessageStore
 from . import conditions
 from .codec import DecodeError
 from .convert import to_broker_message
-from .message import split_batch, split_sections
+from .message import batch_messages
 from .performatives import Accepted, Error, Modified, Rejected, Released
 from .types import Symbol
 
@@ -56,11 +56,7 @@ def accept_messages(broker: Broker, entity_path: str, body: bytes, message_forma
     """Send one transfer (a message or a batch) to an entity; the outcome for its sender."""
     try:
         broker.check_size(entity_path, len(body))
-        if message_format == BATCH_MESSAGE_FORMAT:
-            envelope = split_sections(body)
-            raws = split_batch(envelope.body or b"")
-        else:
-            raws = [body]
+        raws = batch_messages(body) if message_format == BATCH_MESSAGE_FORMAT else [body]
         messages = [to_broker_message(raw) for raw in raws]
         broker.send(entity_path, messages)
     except MessageSizeExceededError as exc:

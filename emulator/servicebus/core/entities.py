@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +154,19 @@ class Subscription:
         re-raises, otherwise the message is dead-lettered here as Azure does with a filter
         evaluation exception (or dropped here when that option is off).
         """
+        rules = self.rules
+        if len(rules) == 1 and rules[0].action is None:
+            # The usual subscription, one filter and no action, without the general path's
+            # layers (once per subscription of every message sent to the topic). Should the
+            # filter raise, the general path below evaluates it again and reports it.
+            try:
+                matched = rules[0].filter.matches(view)
+            except Exception:
+                pass
+            else:
+                if matched:
+                    self.deliver(message.copy(), now)
+                return bool(matched)
         try:
             copies = self._select(message, view)
         except FilterEvaluationError as error:
@@ -186,6 +200,7 @@ class Subscription:
                 continue
             if rule.matches(view, self.path):
                 copy = message.copy()
+                copy.user = dict(copy.user)  # the action changes it: the copy's own
                 copy_view = MessageView(system=dict(view.system), user=copy.user)
                 rule.apply(copy_view, self.path)
                 copy.system = {k: v for k, v in copy_view.system.items() if k in _ON_THE_WIRE}
@@ -298,7 +313,7 @@ class Topic:
         message.state = MessageState.ACTIVE
         system = dict(message.system)
         system["SequenceNumber"] = message.sequence_number
-        system["EnqueuedTimeUtc"] = datetime.fromtimestamp(now, UTC)
+        system["EnqueuedTimeUtc"] = _utc(now)
         system["Size"] = message.size
         view = MessageView(system=system, user=message.user)
         routed = False
@@ -328,6 +343,18 @@ class Topic:
 
     def stores(self) -> list[MessageStore]:
         return [s for sub in self.subscriptions.values() for s in sub.stores()]
+
+
+_last_utc: tuple[float, datetime] = (math.nan, datetime.fromtimestamp(0, UTC))
+
+
+def _utc(now: float) -> datetime:
+    """``now`` as a UTC datetime; the messages of a batch share one ``now``, so one datetime."""
+    global _last_utc
+    last = _last_utc  # one read: emulators on other threads may replace it meanwhile
+    if last[0] != now:
+        last = _last_utc = (now, datetime.fromtimestamp(now, UTC))
+    return last[1]
 
 
 @dataclass

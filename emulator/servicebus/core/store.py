@@ -113,8 +113,9 @@ class MessageStore:
             self._listeners.remove(listener)
 
     def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener(self)
+        if self._listeners:  # once per message enqueued: no copy when nobody listens
+            for listener in tuple(self._listeners):
+                listener(self)
 
     # -- counts --------------------------------------------------------------------------------
 
@@ -151,7 +152,16 @@ class MessageStore:
             return
         if message.state is MessageState.ACTIVE:
             self._start_time_to_live(message, now)
-            self._make_available(message)
+            # _make_available inlined: enqueue runs once per message and subscription.
+            policy = self.policy
+            heap = (
+                self._session(str(message.session_id)).available
+                if policy.requires_session
+                else self._available
+            )
+            heapq.heappush(heap, message.sequence_number)
+            if self._listeners:
+                self._notify()
 
     def _heap_for(self, message: BrokerMessage) -> list[int]:
         if not self.policy.requires_session:
@@ -170,14 +180,16 @@ class MessageStore:
 
     def _start_time_to_live(self, message: BrokerMessage, now: float) -> None:
         """A message's TTL runs from when it becomes active, capped by the entity default."""
-        if not self.policy.expires_messages:
+        policy = self.policy
+        if not policy.expires_messages:
             return
-        ttl = self.policy.default_time_to_live
-        if message.time_to_live is not None and message.time_to_live > 0:
-            ttl = min(ttl, message.time_to_live)
-        message.expires_at = now + ttl
+        ttl = policy.default_time_to_live
+        own = message.time_to_live
+        if own is not None and 0 < own < ttl:
+            ttl = own
+        message.expires_at = expires = now + ttl
         if ttl != math.inf:
-            heapq.heappush(self._expiry, (message.expires_at, message.sequence_number))
+            heapq.heappush(self._expiry, (expires, message.sequence_number))
 
     # -- receive -------------------------------------------------------------------------------
 
