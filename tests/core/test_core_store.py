@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -21,7 +22,7 @@ def make_store(**policy: object) -> MessageStore:
     return MessageStore("q", StorePolicy(**settings), dlq)  # type: ignore[arg-type]
 
 
-_seq = iter(range(1, 10_000))
+_seq = iter(range(1, 10**9))
 
 
 def msg(**kwargs: object) -> BrokerMessage:
@@ -177,3 +178,53 @@ def test_duplicate_detector_window_follows_the_clock() -> None:
     clock.advance(10.5)
     assert not detector.is_duplicate("a", clock.now())
     assert detector.dropped == 1
+
+
+def _heap_entries(store: MessageStore) -> int:
+    return len(store._available) + len(store._expiry) + len(store._lock_heap)
+
+
+def test_expired_messages_nobody_received_leave_no_heap_entries() -> None:
+    """A subscription nobody reads: its messages expire while available (the soak's leak)."""
+    clock = ManualClock()
+    store = make_store(default_time_to_live=60.0, lock_duration=10**6)
+    keeper = msg()
+    store.enqueue(keeper, clock.now())
+    store.receive(1, clock.now(), ReceiveMode.PEEK_LOCK)  # held: the store never empties
+    for _ in range(10):
+        for _ in range(500):
+            store.enqueue(msg(), clock.now())
+        clock.advance(61)
+        store.process_due(clock.now())
+    assert store.count() == 1
+    assert _heap_entries(store) <= 3 * store.count() + 3 * 64  # not 5,000 stale entries
+
+
+def test_completed_messages_do_not_keep_expiry_entries_until_their_ttl() -> None:
+    clock = ManualClock()
+    store = make_store(default_time_to_live=14 * 86400.0)
+    store.enqueue(msg(), clock.now())  # an old message nobody takes: the heap top stays live
+    for _ in range(5_000):
+        store.enqueue(msg(), clock.now())
+        (got,) = store.receive(1, clock.now(), ReceiveMode.PEEK_LOCK)
+        store.complete(got.lock_token, clock.now())  # type: ignore[arg-type]
+    assert store.count() == 1
+    assert len(store._expiry) <= 2 * store.count() + 64
+
+
+def test_a_drained_store_gives_back_its_tables_and_works_on() -> None:
+    clock = ManualClock()
+    store = make_store(default_time_to_live=600.0)
+    for _ in range(5_000):
+        store.enqueue(msg(), clock.now())
+    full = sys.getsizeof(store.messages)
+    for got in store.receive(5_000, clock.now(), ReceiveMode.RECEIVE_AND_DELETE):
+        assert got.lock_token is None
+    assert store.count() == 0 and _heap_entries(store) == 0
+    assert sys.getsizeof(store.messages) < full / 10
+    again = msg()
+    store.enqueue(again, clock.now())
+    assert store.receive(5, clock.now(), ReceiveMode.PEEK_LOCK) == [again]
+    clock.advance(31)
+    store.process_due(clock.now())  # its lock lapses as before the tidy-up
+    assert again.delivery_count == 1 and store.has_available(clock.now())

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import (
     InvalidOperationError,
@@ -248,6 +248,7 @@ class MessageStore:
             out.append(self._hand_out(message, now, mode, session))
         if out:
             self.accessed_at = now
+            self._tidy()
         if self.journal is not None:
             self.journal.commit()
         return out
@@ -345,6 +346,7 @@ class MessageStore:
         if self.journal is not None:
             self.journal.message(self.path, self.messages, message.sequence_number)
             self.journal.commit()
+        self._tidy()
 
     def abandon(
         self, token: uuid.UUID, now: float, properties: dict[str, object] | None = None
@@ -389,6 +391,7 @@ class MessageStore:
         self._move_to_dead_letter(message, now, reason, description)
         if self.journal is not None:
             self.journal.commit()
+        self._tidy()
 
     def renew_lock(self, token: uuid.UUID, now: float) -> float:
         message = self.locked(token, now)
@@ -470,6 +473,59 @@ class MessageStore:
                 del self.messages[seq]
                 if self.journal is not None:
                     self.journal.message(self.path, self.messages, seq)
+        self._tidy()
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def _tidy(self) -> None:
+        """Keep memory in proportion to what the store holds; called as operations end.
+
+        The heaps are cleaned lazily (at their top), so entries of messages that left from
+        elsewhere in a heap stay: a message that expires while available keeps its entry in
+        ``_available`` until a receiver reaches it, which on a subscription nobody reads is
+        never; one completed long before its TTL keeps its ``_expiry`` entry that long. Once
+        stale entries outnumber the messages held, a heap is rebuilt from its live entries
+        (amortised O(1) per entry). An empty store also drops the tables its dicts grew to
+        for the largest backlog it held. The checks cost a few comparisons when nothing is due.
+        (A session store's per-session heaps are cleaned at their top only.)
+        """
+        messages = self.messages
+        if not messages:
+            # Every heap entry is stale now. (clear() on a dict already at its empty table
+            # returns at once, so this costs nothing when there is nothing to free.)
+            messages.clear()
+            self._available.clear()
+            self._expiry.clear()
+            self._scheduled.clear()
+            if not self._locks:
+                self._locks.clear()
+                self._lock_heap.clear()
+            return
+        limit = 2 * len(messages) + 64
+        if len(self._available) > limit:
+            self._available = _rebuilt(
+                self._available,
+                lambda seq: (
+                    (m := messages.get(seq)) is not None
+                    and m.state is MessageState.ACTIVE
+                    and m.lock_token is None
+                ),
+            )
+        if len(self._expiry) > limit:
+            self._expiry = _rebuilt(self._expiry, lambda entry: entry[1] in messages)
+        if len(self._lock_heap) > 2 * len(self._locks) + 64:
+            locks = self._locks
+            self._lock_heap = _rebuilt(
+                self._lock_heap,
+                lambda entry: (m := locks.get(entry[1])) is not None and m.locked_until == entry[0],
+            )
+        if len(self._scheduled) > limit:
+            self._scheduled = _rebuilt(
+                self._scheduled,
+                lambda entry: (
+                    (m := messages.get(entry[1])) is not None and m.state is MessageState.SCHEDULED
+                ),
+            )
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -527,6 +583,7 @@ class MessageStore:
                 heapq.heappush(self._expiry, (message.locked_until, seq))
                 continue
             self._expire(message, now)
+        self._tidy()
 
     def next_deadline(self) -> float | None:
         candidates: list[float] = []
@@ -692,6 +749,16 @@ class MessageStore:
         return [
             s.id for s in self.sessions.values() if s.id in with_messages or s.state is not None
         ]
+
+
+_Entry = TypeVar("_Entry")
+
+
+def _rebuilt(heap: list[_Entry], live: Callable[[_Entry], bool]) -> list[_Entry]:
+    """The heap's live entries, as a heap."""
+    kept = [entry for entry in heap if live(entry)]
+    heapq.heapify(kept)
+    return kept
 
 
 _SESSION_LOCK_LOST = (
