@@ -19,11 +19,10 @@ How it measures, so that one run can be compared with itself on a small, busy ma
 - before each round the emulators are reset over the control API, so every round starts
   from empty entities and none measures the backlog the one before left.
 
-The sink accepts every transfer and serves one pre-encoded message endlessly; its Python
-reactor answers each transfer or disposition in ~0.3 ms, so it is a ceiling only where the
-client sends many messages per round trip (batch sends). Where every message is one round
-trip (single sends, receive + complete) the emulator answers faster than the sink and the
-ratio is above 1: the SDK, not the server, is the bottleneck there.
+The sink accepts every transfer and serves one pre-encoded message endlessly. It is a
+ceiling only where the client sends many messages per round trip (batch sends): where every
+message is one round trip (single sends, receive + complete) its Python reactor answers more
+slowly than the emulator, the ratio is above 1 and the SDK is the bottleneck.
 """
 
 from __future__ import annotations
