@@ -342,7 +342,22 @@ def _client(connection_string: str) -> ServiceBusClient:
     return ServiceBusClient.from_connection_string(connection_string, retry_total=0)
 
 
-class Sender(threading.Thread):
+class _Client(threading.Thread):
+    """A workload thread: whatever ends its run unexpectedly is the controller's to report."""
+
+    phase: Phase
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by the controller
+            self.phase.failed(exc)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Sender(_Client):
     def __init__(
         self, name: str, entity: str, phase: Phase, ledger: Ledger, batches_per_round: int
     ) -> None:
@@ -354,12 +369,6 @@ class Sender(threading.Thread):
         self.batches_per_round = batches_per_round
         self.next_number = 0
         self.unknown: list[list[str]] = []
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # reported by the controller
-            self.phase.failed(exc)
 
     def _run(self) -> None:
         turn = self.phase.park(0)
@@ -426,7 +435,7 @@ class Sender(threading.Thread):
         self.ledger.note(acked)
 
 
-class Receiver(threading.Thread):
+class Receiver(_Client):
     """Peek-lock: complete most, dead-letter and abandon some (seeded), one at a time."""
 
     def __init__(self, name: str, path: str, phase: Phase, ledger: Ledger, seed: int) -> None:
@@ -436,12 +445,6 @@ class Receiver(threading.Thread):
         self.ledger = ledger
         self.rng = random.Random(seed)
         self.empty_polls = 0
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # reported by the controller
-            self.phase.failed(exc)
 
     def _run(self) -> None:
         turn = self.phase.park(0)

@@ -94,6 +94,22 @@ def _record(row: Any) -> JobRecord:
     )
 
 
+def _pending_row(job: JobMessage, now: datetime) -> dict[str, Any]:
+    """The columns of a job's first row, as the API and a message that beat it write it."""
+    return {
+        "id": job.job_id,
+        "job_type": job.job_type.value,
+        "creator_id": job.creator_id,
+        "status": JobStatus.PENDING.value,
+        "progress": 0,
+        "attempt": job.attempt,
+        "payload": job.payload,
+        "deadline_ms": job.deadline_ms,
+        "created_at": job.created_at,
+        "updated_at": now,
+    }
+
+
 class JobRepository:
     """Async data access for jobs, creators and metrics."""
 
@@ -105,18 +121,7 @@ class JobRepository:
         or without, the API's row)."""
         return (
             self._upsert(Job)
-            .values(
-                id=job.job_id,
-                job_type=job.job_type.value,
-                creator_id=job.creator_id,
-                status=JobStatus.PENDING.value,
-                progress=0,
-                attempt=job.attempt,
-                payload=job.payload,
-                deadline_ms=job.deadline_ms,
-                created_at=job.created_at,
-                updated_at=now,
-            )
+            .values(**_pending_row(job, now))
             .on_conflict_do_nothing(index_elements=["id"])
         )
 
@@ -145,16 +150,7 @@ class JobRepository:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     insert(Job).values(
-                        id=job.job_id,
-                        job_type=job.job_type.value,
-                        creator_id=job.creator_id,
-                        status=JobStatus.PENDING.value,
-                        progress=0,
-                        attempt=job.attempt,
-                        payload=job.payload,
-                        deadline_ms=job.deadline_ms,
-                        created_at=job.created_at,
-                        updated_at=now,
+                        **_pending_row(job, now),
                         idempotency_key=idempotency_key,
                         request_hash=request_hash,
                     )

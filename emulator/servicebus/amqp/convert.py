@@ -100,21 +100,20 @@ def to_broker_message(raw: bytes) -> BrokerMessage:
     return _broker_message(raw)
 
 
+_PROPERTY_FIELDS = (
+    ("MessageId", "message_id"),
+    ("CorrelationId", "correlation_id"),
+    ("To", "to"),
+    ("ReplyTo", "reply_to"),
+    ("Label", "subject"),
+    ("SessionId", "group_id"),
+    ("ReplyToSessionId", "reply_to_group_id"),
+    ("ContentType", "content_type"),
+)
+"""(system property, AMQP properties field) for the fields Service Bus exposes by name."""
 _PROPERTY_SLOTS = tuple(f.name for f in fields(Properties))
 _PROPERTY_COUNT = len(_PROPERTY_SLOTS)
-_SYSTEM_SLOTS = tuple(
-    (key, _PROPERTY_SLOTS.index(attr))
-    for key, attr in (
-        ("MessageId", "message_id"),
-        ("CorrelationId", "correlation_id"),
-        ("To", "to"),
-        ("ReplyTo", "reply_to"),
-        ("Label", "subject"),
-        ("SessionId", "group_id"),
-        ("ReplyToSessionId", "reply_to_group_id"),
-        ("ContentType", "content_type"),
-    )
-)
+_SYSTEM_SLOTS = tuple((key, _PROPERTY_SLOTS.index(attr)) for key, attr in _PROPERTY_FIELDS)
 """(system property, index in the properties list), in the general path's order."""
 
 
@@ -216,16 +215,8 @@ def _broker_message(raw: bytes) -> BrokerMessage:
     )
     system: dict[str, object] = {}
     if properties is not None:
-        for key, value in (
-            ("MessageId", properties.message_id),
-            ("CorrelationId", properties.correlation_id),
-            ("To", properties.to),
-            ("ReplyTo", properties.reply_to),
-            ("Label", properties.subject),
-            ("SessionId", properties.group_id),
-            ("ReplyToSessionId", properties.reply_to_group_id),
-            ("ContentType", properties.content_type),
-        ):
+        for key, attr in _PROPERTY_FIELDS:
+            value = getattr(properties, attr)
             if value is not None:
                 system[key] = _text(value)
     return _assemble(
@@ -274,18 +265,6 @@ def _assemble(
         scheduled,
         sender_annotations,  # type: ignore[arg-type]
     )
-
-
-_PROPERTY_FIELDS = (
-    ("MessageId", "message_id"),
-    ("CorrelationId", "correlation_id"),
-    ("To", "to"),
-    ("ReplyTo", "reply_to"),
-    ("Label", "subject"),
-    ("SessionId", "group_id"),
-    ("ReplyToSessionId", "reply_to_group_id"),
-    ("ContentType", "content_type"),
-)
 
 
 def _properties_from_system(message: BrokerMessage, original: Properties | None) -> Properties:
