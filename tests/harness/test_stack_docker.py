@@ -58,39 +58,14 @@ class FakeDocker:
         return False, "lookup registry-1.docker.io: no such host"
 
 
+NOT_FOUND = b'HTTP/1.0 404 Not Found\r\n\r\n{"message":"No such image"}'
+
+
 @contextmanager
 def fake_engine(path: Path, answer: bytes | None) -> Iterator[None]:
     """A unix socket that answers `answer` to anything (None: accept and stay silent)."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(4)
-    server.settimeout(0.1)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conn.recv(1024)
-            if answer is None:
-                held.append(conn)
-                continue
-            conn.sendall(answer)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with fake_api(path, {}, default=answer):
         yield
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 PONG = b"HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nContent-Length: 2\r\n\r\nOK"
@@ -374,9 +349,12 @@ def test_needed_images_follow_testcontainers_settings(monkeypatch: pytest.Monkey
 
 
 @contextmanager
-def fake_api(path: Path, routes: dict[str, bytes | None]) -> Iterator[list[str]]:
+def fake_api(
+    path: Path, routes: dict[str, bytes | None], default: bytes | None = NOT_FOUND
+) -> Iterator[list[str]]:
     """A unix socket speaking just enough of the Engine API: the request path picks the
-    answer (None: stay silent); unknown paths get a 404. Yields the paths asked for."""
+    answer (None: stay silent); unknown paths get `default` (a 404). Yields the paths
+    asked for."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(8)
@@ -384,7 +362,6 @@ def fake_api(path: Path, routes: dict[str, bytes | None]) -> Iterator[list[str]]
     stop = threading.Event()
     held: list[socket.socket] = []
     asked: list[str] = []
-    not_found = b'HTTP/1.0 404 Not Found\r\n\r\n{"message":"No such image"}'
 
     def serve() -> None:
         while not stop.is_set():
@@ -395,7 +372,7 @@ def fake_api(path: Path, routes: dict[str, bytes | None]) -> Iterator[list[str]]
             request = conn.recv(4096).decode()
             target = request.split(" ")[1] if " " in request else ""
             asked.append(target)
-            answer = routes.get(target, not_found)
+            answer = routes.get(target, default)
             if answer is None:
                 held.append(conn)
                 continue
