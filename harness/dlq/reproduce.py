@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from emulator.servicebus.admin.control_client import ControlClient
     from harness.host import FunctionsHost, Invocation
+    from harness.stack import ProviderName
     from standins.ai import AIBehaviour, Fault, FaultProfile
 
 Result = Literal["completed", "dead-lettered", "retried", "abandoned", "no-run", "not-sent"]
@@ -478,7 +479,7 @@ def _parse_time(text: str) -> datetime:
 def reproduce_locally(
     records: Sequence[DeadLetterRecord],
     *,
-    provider: str = "auto",
+    provider: ProviderName = "auto",
     ai_plan: AIFaultPlan = AIFaultPlan(),
     follow: int = 8,
     timeout: float = 60.0,
@@ -495,7 +496,7 @@ def reproduce_locally(
     from .clients import client
 
     system = LocalSystem(
-        provider=provider,  # type: ignore[arg-type]
+        provider=provider,
         ports=SystemPorts(servicebus=0, admin=0, api=0),
         run_timers=False,
         extra_settings=ai_plan.app_settings(),
