@@ -115,7 +115,10 @@ def test_host_runs_the_real_jobs_worker_which_settles_over_grpc(clean_env: None)
                             application_properties={"jobType": "chat.suggest", "jobId": "j1"},
                         )
                     )
-            [run] = host.wait_for_invocations(1, timeout=20)
+            # The app's sweeper timers fire at the top of each minute: wait for this message.
+            [run] = host.wait_for_invocations(
+                1, where=lambda i: i.message_id == "bad-1", timeout=20
+            )
             assert run.function == "ChatSuggestionsWorker"
             assert (run.outcome, run.settlement, run.settled_by) == (
                 "succeeded",
