@@ -58,6 +58,12 @@ CONTAINER_TESTS := tests/harness/test_images_engine.py tests/harness/test_emulat
 test-containers: setup images
 	SBH_REQUIRE_ENGINE=1 TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q -rs -n 2 $(CONTAINER_TESTS)
 
+## test-integration-containers: the whole scenario suite on the containers stack (PostgreSQL
+##                  and Redis in testcontainers), fault scenarios that pause / stop them included
+.PHONY: test-integration-containers
+test-integration-containers: setup images
+	TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q scenarios --stack containers -n 2 --reruns 1 -rR
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
