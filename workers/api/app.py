@@ -17,13 +17,15 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from redis.asyncio import Redis
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from workers.api.requests import (
@@ -71,6 +73,11 @@ __all__ = [
 ]
 
 CACHE_TTL_SECONDS = 3600.0
+REDIS_TIMEOUT_SECONDS = 2.0
+"""The status cache's connect and read timeout: a Redis that stops answering (a paused
+server) falls back to the database instead of holding the request."""
+
+T = TypeVar("T")
 
 
 class JobSender(Protocol):
@@ -156,6 +163,10 @@ class Busy(Exception):
     """The server is past its capacity: nothing was written or sent; the caller may retry."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database refused us or did not answer in time; the caller may retry."""
+
+
 @dataclass
 class ApiDeps:
     repository: JobRepository
@@ -166,6 +177,9 @@ class ApiDeps:
     cache_prefix: str = "huntaze:"
     retry_after_seconds: int = 1
     """What a 503 tells a client to wait (the Retry-After header)."""
+    db_timeout_seconds: float = 5.0
+    """How long one database step of a request may take before 503: a server that stops
+    answering (paused, a dead host) never times out by itself, and the request would hang."""
 
     def __post_init__(self) -> None:
         self.schema = SchemaGate(self.repository.engine)
@@ -201,13 +215,23 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     app = FastAPI(title="Huntaze job API", lifespan=lifespan)
 
-    def busy(detail: str) -> JSONResponse:
+    def busy(detail: str, error: str = "Service busy") -> JSONResponse:
         log.warning("answering 503: %s", detail)
         return JSONResponse(
             status_code=503,
-            content={"error": "Service busy", "details": [detail, "retry after Retry-After"]},
+            content={"error": error, "details": [detail, "retry after Retry-After"]},
             headers={"Retry-After": str(deps.retry_after_seconds)},
         )
+
+    async def database(step: Awaitable[T]) -> T:
+        """One database step under `db_timeout_seconds` (see DatabaseUnavailable)."""
+        try:
+            async with asyncio.timeout(deps.db_timeout_seconds):
+                return await step
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"the database did not answer within {deps.db_timeout_seconds:g} s"
+            ) from None
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, exc: Busy) -> JSONResponse:
@@ -216,6 +240,23 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.exception_handler(PoolTimeout)
     async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
         return busy("no database connection free within the pool timeout")
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db_timeout(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        return busy(str(exc), "Database unavailable")
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> Response:
+        """Connection-level errors (refused, reset, closed) are the server's absence, not
+        a bug: 503 so the client retries. Anything else (a constraint, bad SQL) stays 500."""
+        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+            log.error("database error: %s", exc, exc_info=exc)
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        lines = str(exc.orig or exc).strip().splitlines()
+        return busy(
+            f"the database is unreachable: {lines[0] if lines else type(exc).__name__}",
+            "Database unavailable",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,7 +274,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         }
 
     async def replay(route: JobRoute, key: str, digest: str) -> JSONResponse:
-        found = await deps.repository.by_idempotency_key(key)
+        found = await database(deps.repository.by_idempotency_key(key))
         if found is None:  # released by a failed enqueue in the meantime
             raise Rejected(409, "Idempotency-Key in use", ["retry the request"])
         record, stored = found
@@ -262,13 +303,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
         )
         wire = job.to_wire()
         check_message_size(json.dumps(wire).encode())
-        await deps.schema.ensure()
+        await database(deps.schema.ensure())
         digest = request_hash(route, data) if key else None
-        if key and digest and await deps.repository.by_idempotency_key(key):
+        if key and digest and await database(deps.repository.by_idempotency_key(key)):
             return await replay(route, key, digest)
         try:
-            await deps.repository.create_pending(
-                job, deps.clock.now(), idempotency_key=key, request_hash=digest
+            await database(
+                deps.repository.create_pending(
+                    job, deps.clock.now(), idempotency_key=key, request_hash=digest
+                )
             )
         except IdempotencyKeyTaken:  # an identical POST won the race
             assert key is not None and digest is not None
@@ -276,15 +319,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
         try:
             await deps.sender.send(wire, job_application_properties(job))
         except Busy:  # nothing was sent: the job row goes, so a retry starts clean
-            await deps.repository.delete_pending(job.job_id)
+            await database(deps.repository.delete_pending(job.job_id))
             raise
         except Exception as exc:
             log.exception("failed to queue %s", job.job_id)
-            await deps.repository.fail(
-                job.job_id, JobError(code="ENQUEUE_FAILED", message=str(exc)), deps.clock.now()
-            )
+            error = JobError(code="ENQUEUE_FAILED", message=str(exc))
+            await database(deps.repository.fail(job.job_id, error, deps.clock.now()))
             if key is not None:  # nothing was queued: a retry under this key may succeed
-                await deps.repository.release_idempotency_key(job.job_id)
+                await database(deps.repository.release_idempotency_key(job.job_id))
             return JSONResponse(
                 status_code=500, content={"error": "Failed to queue job", "details": str(exc)}
             )
@@ -322,8 +364,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 cached = None
             if cached:
                 return JSONResponse(json.loads(cached), headers={"X-Cache": "hit"})
-        await deps.schema.ensure()
-        record = await deps.repository.get(job_id)
+        await database(deps.schema.ensure())
+        record = await database(deps.repository.get(job_id))
         if record is None:
             return JSONResponse(status_code=404, content={"error": "Job not found"})
         data = record.to_api()
@@ -356,7 +398,14 @@ def deps_from_settings(settings: Settings) -> ApiDeps:
     if settings.redis_url.startswith("memory://"):
         cache = MemoryStore(clock)
     else:
-        cache = RedisStore.from_url(settings.redis_url)
+        cache = RedisStore(
+            Redis.from_url(
+                settings.redis_url,
+                decode_responses=True,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+        )
     engine = make_engine(
         settings.database_url,
         pool_size=settings.api_db_pool_size,
@@ -375,6 +424,7 @@ def deps_from_settings(settings: Settings) -> ApiDeps:
         clock=clock,
         cache_prefix=settings.redis_key_prefix,
         retry_after_seconds=settings.api_retry_after_seconds,
+        db_timeout_seconds=settings.api_db_timeout_seconds,
     )
 
 

@@ -97,6 +97,9 @@ class Settings:
     api_sender_pool_size: int = 4
     api_busy_wait_seconds: float = 2.0
     api_retry_after_seconds: int = 1
+    # How long one database step of an API request may take before 503 (a paused or dead
+    # database server would otherwise hold the request for ever).
+    api_db_timeout_seconds: float = 5.0
     # Operator channels for the DLQ monitor's alert.dlq (empty: not delivered there).
     ops_alert_webhook_url: str = ""
     ops_alert_emails: tuple[str, ...] = ()
@@ -231,6 +234,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         api_sender_pool_size=_int(env, "API_SENDER_POOL_SIZE", 4, invalid),
         api_busy_wait_seconds=_float(env, "API_BUSY_WAIT_SECONDS", 2.0, invalid),
         api_retry_after_seconds=_int(env, "API_RETRY_AFTER_SECONDS", 1, invalid),
+        api_db_timeout_seconds=_float(env, "API_DB_TIMEOUT_SECONDS", 5.0, invalid),
         ops_alert_webhook_url=get("OPS_ALERT_WEBHOOK_URL"),
         ops_alert_emails=_emails(role, env, invalid),
         clock_url=get("WORKERS_CLOCK_URL"),
