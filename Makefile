@@ -90,11 +90,13 @@ soak: setup
 	$(BIN)/python tests/servicebus/soak_workload.py --messages $(SOAK_MESSAGES) --wave $(SOAK_WAVE) --senders $(SOAK_SENDERS) $(SOAK_ARGS)
 
 ## up: the whole local system (emulator, stand-ins, worker apps, job API) until Ctrl-C;
-##     the emulator's state is kept in .data/servicebus (FRESH=1 starts empty)
+##     the emulator's state is kept in .data/servicebus (FRESH=1 starts empty);
+##     INSTANCES=jobs=2,notify=3 runs that many host processes of those apps (scale-out)
 DATA_DIR ?= .data/servicebus
+INSTANCES ?=
 up: setup
 	$(BIN)/python -m harness up --sb-port $(SB_PORT) --admin-port $(ADMIN_PORT) \
-		--data-dir $(DATA_DIR) $(if $(FRESH),--fresh)
+		--data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(if $(INSTANCES),--instances $(INSTANCES))
 
 ## load: Locust capacity profiles against `make up` (run it in another terminal first);
 ##       LOAD_ARGS='--headless --tier 50 --capacity-report load-50.json', see docs/load.md

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from .dlq.cli import add_dlq_commands, run_dlq
 
+MAX_INSTANCES = 8
+"""Per app: more host processes than this on a laptop is a typo, not a scale-out."""
+
 CURL_EXAMPLE = """\
 Try it:
   curl -s -X POST {api}/api/jobs/chat-suggestions -H 'content-type: application/json' \\
@@ -52,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the worker apps in this process instead of one child process per app",
     )
+    up.add_argument(
+        "--instances",
+        action="append",
+        default=[],
+        metavar="APP=N[,APP=N]",
+        help="run N host processes of APP, competing for its messages as Azure's scaled-out "
+        f"instances do (repeatable; N from 1 to {MAX_INSTANCES}; e.g. --instances jobs=2)",
+    )
     add_dlq_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "dlq":
@@ -59,8 +70,27 @@ def main(argv: list[str] | None = None) -> int:
     return _up(args)
 
 
+def parse_instances(values: list[str], apps: tuple[str, ...]) -> dict[str, int]:
+    """`["jobs=2,notify=3", "video=1"]` → `{"jobs": 2, "notify": 3, "video": 1}`; a bad
+    item raises ValueError saying what --instances accepts."""
+    counts: dict[str, int] = {}
+    allowed = f"APP=N with APP one of {', '.join(apps)} and N from 1 to {MAX_INSTANCES}"
+    for item in (part.strip() for value in values for part in value.split(",")):
+        app, sep, number = item.partition("=")
+        app, number = app.strip(), number.strip()
+        if not sep or app not in apps or not number.isdigit():
+            raise ValueError(f"--instances {item!r}: expected {allowed}")
+        count = int(number)
+        if not 1 <= count <= MAX_INSTANCES:
+            raise ValueError(f"--instances {item!r}: N must be from 1 to {MAX_INSTANCES}")
+        if app in counts and counts[app] != count:
+            raise ValueError(f"--instances: {app} given twice ({counts[app]} and {count})")
+        counts[app] = count
+    return counts
+
+
 def _up(args: argparse.Namespace) -> int:
-    from .system import LocalSystem, SystemPorts  # heavy: the worker apps' imports
+    from .system import APPS, LocalSystem, SystemPorts  # heavy: the worker apps' imports
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -75,6 +105,17 @@ def _up(args: argparse.Namespace) -> int:
     if args.fresh and args.data_dir is None:
         print("harness up: --fresh needs --data-dir", file=sys.stderr)
         return 2
+    try:
+        instances = parse_instances(args.instances, APPS)
+    except ValueError as exc:
+        print(f"harness up: {exc}", file=sys.stderr)
+        return 2
+    if args.in_process and any(n > 1 for n in instances.values()):
+        print(
+            "harness up: --instances above 1 needs host processes (not --in-process)",
+            file=sys.stderr,
+        )
+        return 2
     if args.fresh and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
         print(f"harness up: {args.data_dir} emptied (--fresh)", flush=True)
@@ -84,6 +125,7 @@ def _up(args: argparse.Namespace) -> int:
         provider=args.stack,
         ports=SystemPorts(servicebus=args.sb_port, admin=args.admin_port, api=args.api_port),
         processes=not args.in_process,
+        instances=instances,
     )
     try:
         system.start()

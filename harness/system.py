@@ -58,8 +58,12 @@ class LocalSystem:
     """In-process apps only: False leaves timer functions (sweepers, monitors) unscheduled."""
     extra_settings: dict[str, str] = field(default_factory=dict)
     """App settings laid over the system's own (`harness dlq reproduce` shortens a timeout)."""
+    instances: dict[str, int] = field(default_factory=dict)
+    """Host processes per app (default 1): several are competing consumers of the app's
+    subscriptions, as Azure scales an app out. Needs `processes`."""
     hosts: dict[str, FunctionsHost] = field(default_factory=dict)
     host_processes: dict[str, HostProcess] = field(default_factory=dict)
+    """By instance name: the app's name, or `app#N` when it runs more than once."""
     api: ServerThread | None = None
     _stack_cm: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -72,6 +76,7 @@ class LocalSystem:
         return self
 
     def _start(self) -> None:
+        self._check_instances()
         stop = self._stack_cm
         self.stack = stop.enter_context(
             StackBuilder()
@@ -107,21 +112,42 @@ class LocalSystem:
 
         self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))
 
+    def _check_instances(self) -> None:
+        """Refuse counts the system cannot honour before anything starts."""
+        unknown = sorted(set(self.instances) - set(self.apps))
+        if unknown:
+            raise ValueError(f"instances of unknown app(s) {unknown}; apps: {list(self.apps)}")
+        if any(count < 1 for count in self.instances.values()):
+            raise ValueError(f"instances must be at least 1: {self.instances}")
+        if not self.processes and any(count > 1 for count in self.instances.values()):
+            raise ValueError("several instances of an app need host processes (processes=True)")
+
+    def instance_names(self, app: str) -> list[str]:
+        """`jobs` for a single instance (its log prefix stays `[jobs]`), else `jobs#1`, ..."""
+        count = self.instances.get(app, 1)
+        return [app] if count == 1 else [f"{app}#{i}" for i in range(1, count + 1)]
+
     def _start_processes(self, settings: dict[str, str]) -> None:
-        """Spawn every app at once (imports take seconds), then wait for each to attach."""
+        """Spawn every instance at once (imports take seconds), then wait for each to attach.
+
+        Only an app's first instance arms its timers: Azure runs a timer function on one
+        instance at a time (a singleton lock), and the notify app's DLQ monitor run by every
+        instance would raise each alert once per instance."""
         assert self.stack is not None
         emulator = self.stack.emulator
         env = child_environment(settings)
-        for name in self.apps:
-            process = HostProcess(
-                name,
-                WORKERS_DIR / name,
-                env,
-                broker_clock_url=None if emulator is None else emulator.control_url,
-            )
-            self.host_processes[name] = process
-            self._stack_cm.callback(process.stop)
-            process.start()
+        for app in self.apps:
+            for index, name in enumerate(self.instance_names(app)):
+                process = HostProcess(
+                    name,
+                    WORKERS_DIR / app,
+                    env,
+                    broker_clock_url=None if emulator is None else emulator.control_url,
+                    run_timers=index == 0,
+                )
+                self.host_processes[name] = process
+                self._stack_cm.callback(process.stop)
+                process.start()
         for name, process in self.host_processes.items():
             process.wait_ready()
             log.info("worker app %s: process %s", name, process.pid)
@@ -158,6 +184,10 @@ class LocalSystem:
             f"webhook sink       {self.webhooks.url}",
             f"worker apps        {self._describe_apps()}",
         ]
+        scaled = [a for a in self.apps if len(self.instance_names(a)) > 1]
+        if scaled and self.host_processes:
+            first = ", ".join(self.instance_names(a)[0] for a in scaled)
+            lines.append(f"  timers           in {first} only (one instance per app runs them)")
         return lines
 
     def _describe_apps(self) -> str:
