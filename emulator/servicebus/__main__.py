@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         "restarts (default: nothing is kept; delete the directory to start fresh)",
     )
     parser.add_argument(
+        "--console-write",
+        action="store_true",
+        help="let the web console change things (resubmit, purge, clock, faults) even when "
+        "--host is not a loopback address (it is read-only there by default)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="DEBUG logs every admin/control request"
     )
     args = parser.parse_args(argv)
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             admin_port=args.admin_port,
             tls_dir=args.tls_dir,
             data_dir=args.data_dir,
+            console_writable=True if args.console_write else None,
         )
         emulator.start()
     except ConfigError as exc:
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  AMQP:   {emulator.host}:{emulator.port}", flush=True)
     print(f"  admin:  {emulator.health_url}", flush=True)
     print(f"  control API: {emulator.control_url}", flush=True)
+    print(f"  console: {emulator.console_url}", flush=True)
     print(
         f"  management API: https://{emulator.host}:{emulator.port} and "
         f"{emulator.admin_endpoint} (CA bundle: {emulator.ca_bundle})",

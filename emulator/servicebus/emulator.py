@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from .admin import tls as admin_tls
 from .admin.atom import ParsedRule
 from .amqp.server import AmqpServer
 from .config import load_config
+from .console import Console
 from .core.broker import Broker
 from .core.clock import EmulatorClock
 from .faults import FaultInjector
@@ -30,6 +32,17 @@ from .topology import ROOT_POLICY_KEY, ROOT_POLICY_NAME, NamespaceTopology
 log = logging.getLogger("emulator.servicebus")
 
 T = TypeVar("T")
+
+
+def _is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: only this machine reaches the console."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "Config.json"
 
@@ -48,9 +61,12 @@ class ServiceBusEmulator(Lifecycle):
         tls_dir: str | Path | None = None,
         config_path: str | Path | None = None,
         data_dir: str | Path | None = None,
+        console_writable: bool | None = None,
     ) -> None:
         """``data_dir`` keeps the state across restarts (see "Durable state" in
-        docs/emulator.md); an unusable one raises ``persistence.DataDirError`` at once."""
+        docs/emulator.md); an unusable one raises ``persistence.DataDirError`` at once.
+        ``console_writable``: whether the web console may change anything (default: only
+        when bound to a loopback address)."""
         self.topology = topology
         self.host = host
         self.port = port
@@ -92,6 +108,20 @@ class ServiceBusEmulator(Lifecycle):
         )
         if self.journal is not None:
             self._remember_rule_parameters()
+        loopback = _is_loopback(host)
+        self.console = Console(
+            self.broker,
+            self.clock,
+            self.faults,
+            writable=loopback if console_writable is None else console_writable,
+            read_only_reason=(
+                f"bound to {host}, not a loopback address; start with --console-write to allow "
+                "changes"
+                if not loopback
+                else "started with console_writable=False"
+            ),
+        )
+        """The web console at ``/console`` on the admin port; ``add_panel`` adds tables."""
         self._tls_dir = Path(tls_dir) if tls_dir is not None else None
         self._tls: admin_tls.TlsMaterial | None = None
         self._admin_server: AdminServer | None = None
@@ -141,7 +171,9 @@ class ServiceBusEmulator(Lifecycle):
     async def _start_servers(self) -> None:
         # One certificate serves both ports; the CA bundle lands under the bound AMQP port.
         material = admin_tls.generate(admin_tls.staging_directory(), self.host)
-        admin = AdminServer(self.atom_api, self.control_api, material.server_context())
+        admin = AdminServer(
+            self.atom_api, self.control_api, material.server_context(), self.console.handle
+        )
         self._admin_server = admin
         try:
             self.port = await self._server.start(self.host, self.port)
@@ -205,6 +237,11 @@ class ServiceBusEmulator(Lifecycle):
     def control_url(self) -> str:
         """Base URL of the JSON control API (plain HTTP on the admin port)."""
         return f"http://{self.host}:{self.admin_port}/control"
+
+    @property
+    def console_url(self) -> str:
+        """The web console (plain HTTP on the admin port)."""
+        return f"http://{self.host}:{self.admin_port}/console"
 
     @property
     def admin_endpoint(self) -> str:

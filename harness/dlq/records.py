@@ -22,6 +22,15 @@ from azure.servicebus.amqp import (
     AmqpMessageProperties,
 )
 
+# The markers live with the emulator, whose console resubmits dead letters the same way.
+from emulator.servicebus.replay_markers import DEAD_LETTER_PROPERTIES as _DEAD_LETTER_PROPERTIES
+from emulator.servicebus.replay_markers import ORIGINAL_MESSAGE_ID as ORIGINAL_MESSAGE_ID
+from emulator.servicebus.replay_markers import REPLAY_COUNT as REPLAY_COUNT
+from emulator.servicebus.replay_markers import REPLAY_OF as REPLAY_OF
+from emulator.servicebus.replay_markers import REPLAYED_AT as REPLAYED_AT
+from emulator.servicebus.replay_markers import REPLAYED_FROM as REPLAYED_FROM
+from emulator.servicebus.replay_markers import replay_id as _replay_id
+from emulator.servicebus.replay_markers import replay_properties
 from emulator.servicebus.sqlfilter import MessageView, SqlFilterError, compile_filter
 
 if TYPE_CHECKING:
@@ -31,16 +40,6 @@ from .clients import DeadLetterSource
 from .errors import BadRecordsError, DlqError
 from .values import _iso, _parse_time, _plain, decode_value, encode_value
 
-REPLAYED_FROM = "x-replayed-from"
-REPLAY_COUNT = "x-replay-count"
-REPLAY_OF = "x-replay-of"
-"""Which dead letter a copy replays (``<DLQ path>:<sequence number>``): the workers' processor
-restarts a failed job for it once (``workers.common.processor.REPLAY_MARKER``)."""
-REPLAYED_AT = "x-replayed-at"
-ORIGINAL_MESSAGE_ID = "x-original-message-id"
-"""Set only with ``new_message_id``, so a copy can still be traced to the original."""
-# The broker stores why a message died as application properties; a replayed copy is alive.
-_DEAD_LETTER_PROPERTIES = ("DeadLetterReason", "DeadLetterErrorDescription")
 _PARTITION_KEY = "x-opt-partition-key"
 _PEEK_BATCH = 100
 _RECEIVE_BATCH = 100
@@ -240,7 +239,7 @@ class DeadLetterRecord:
     def replay_id(self) -> str:
         """One dead letter, named for ``x-replay-of``: its DLQ and sequence number (unique
         there), or its message id when an export lacks the number."""
-        return f"{self.entity_path}:{self.sequence_number or self.message_id}"
+        return _replay_id(self.entity_path, self.sequence_number, self.message_id)
 
     def to_message(self, *, new_message_id: bool = False) -> AmqpAnnotatedMessage:
         """The copy a replay sends: same body and properties, plus the replay markers.
@@ -254,12 +253,12 @@ class DeadLetterRecord:
                     f"application property {name!r} is binary and not UTF-8; the Python SDK "
                     "can only send binary properties as text"
                 )
-        previous = properties.get(REPLAY_COUNT)
-        replays = previous if isinstance(previous, int) and not isinstance(previous, bool) else 0
-        properties[REPLAY_COUNT] = replays + 1
-        properties[REPLAYED_FROM] = self.entity_path
-        properties[REPLAY_OF] = self.replay_id
-        properties[REPLAYED_AT] = datetime.now(UTC).isoformat()
+        properties = replay_properties(
+            properties,
+            dead_letter_path=self.entity_path,
+            replay_of=self.replay_id,
+            replayed_at=datetime.now(UTC),
+        )
         message_id = self.message_id
         if new_message_id:
             if message_id is not None:

@@ -65,7 +65,7 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}(?:-preview)?", re.ASCII)
 SUPPORTED_API_VERSIONS = ("2017-04", "2021-05", "2024-05")
 DEFAULT_API_VERSION = "2017-04"
 """What a request without ``?api-version=`` gets (the SDK always sends one)."""
-_RESERVED = {"$resources", "$namespaceinfo", "$management", "$cbs", "control", "health"}
+_RESERVED = {"$resources", "$namespaceinfo", "$management", "$cbs", "control", "health", "console"}
 
 
 class ApiError(Exception):

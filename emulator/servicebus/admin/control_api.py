@@ -362,7 +362,7 @@ class ControlApi:
             raise ControlError(404, str(exc)) from None
         if resolved.store is None:
             assert isinstance(resolved.entity, Topic)
-            pending = sorted(resolved.entity._scheduled.values(), key=lambda m: m.sequence_number)
+            pending = resolved.entity.scheduled_messages()
             found = [m for m in pending if m.sequence_number >= start][:count]
         else:
             found = resolved.store.peek(start, count)

@@ -16,16 +16,29 @@ from collections.abc import Callable
 from ..health import HEALTHY
 from .atom_api import AtomApi
 from .control_api import ControlApi
-from .http import HttpProtocol, HttpRequest, HttpResponse, SniffingProtocol
+from .http import Handler, HttpProtocol, HttpRequest, HttpResponse, SniffingProtocol
 
 log = logging.getLogger("emulator.servicebus.admin")
 
 
+def _wants_html(request: HttpRequest) -> bool:
+    """A browser opening the admin port's root (the management API never asks for HTML)."""
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
 class AdminServer:
-    def __init__(self, atom_api: AtomApi, control_api: ControlApi, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        atom_api: AtomApi,
+        control_api: ControlApi,
+        tls: ssl.SSLContext,
+        console: Handler | None = None,
+    ) -> None:
         self.atom = atom_api
         self.control = control_api
         self.tls = tls
+        self.console = console
+        """Answers ``/console/...`` (the web console, given by the emulator)."""
         self.connections: set[HttpProtocol] = set()
         self._server: asyncio.Server | None = None
 
@@ -37,6 +50,14 @@ class AdminServer:
             return HttpResponse(200, json.dumps(HEALTHY).encode())
         if segments and segments[0] == "control":
             return self.control.handle(request)
+        if segments == ["favicon.ico"] and request.method == "GET":
+            return HttpResponse(204, b"", "image/x-icon")  # a browser asks; none to give
+        if self.console is not None and (
+            (segments and segments[0] == "console") or (not segments and _wants_html(request))
+        ):
+            if not segments:
+                return HttpResponse(303, b"", "text/plain", {"Location": "/console"})
+            return self.console(request)
         return self.atom.handle(request)
 
     def https_protocol(self) -> HttpProtocol:

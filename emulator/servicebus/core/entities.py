@@ -275,6 +275,10 @@ class Topic:
     def subscription(self, name: str) -> Subscription | None:
         return self.subscriptions.get(name.casefold())
 
+    def scheduled_messages(self) -> list[BrokerMessage]:
+        """The messages waiting for their scheduled time, in sequence order."""
+        return sorted(self._scheduled.values(), key=lambda m: m.sequence_number)
+
     @property
     def scheduled_count(self) -> int:
         return len(self._scheduled)

@@ -475,6 +475,28 @@ class MessageStore:
                     self.journal.message(self.path, self.messages, seq)
         self._tidy()
 
+    def remove(self, sequence_numbers: Iterable[int], now: float) -> list[BrokerMessage]:
+        """Take messages out by number, as a receive-and-delete of just those would.
+
+        For operators (the console's resubmit and purge), not for the AMQP adapter: a locked
+        message is left alone, since its holder may still settle it.
+        """
+        removed: list[BrokerMessage] = []
+        for seq in sequence_numbers:
+            message = self.messages.get(seq)
+            if message is None or message.lock_token is not None:
+                continue
+            del self.messages[seq]
+            removed.append(message)
+            if self.journal is not None:
+                self.journal.message(self.path, self.messages, seq)
+        if removed:
+            self.updated_at = now
+            if self.journal is not None:
+                self.journal.commit()
+            self._tidy()
+        return removed
+
     # -- memory --------------------------------------------------------------------------------
 
     def _tidy(self) -> None:
