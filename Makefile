@@ -29,8 +29,13 @@ $(COMPAT_STAMP): pyproject.toml
 ## test: everything CI runs — unit, scenarios, mutation proof, then the SDK tests on azure-servicebus 7.14
 test: test-unit test-integration test-mutation test-compat
 
-test-unit: setup
+test-unit: setup browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+## browser: Debian's Chromium for the console's browser tests (skipped, with the reason, without it)
+.PHONY: browser screenshots
+browser:
+	@sh scripts/install-chromium.sh
 
 ## test-integration: the scenarios — real worker apps on a stack (HARNESS_STACK=local|embedded|...)
 test-integration: setup
