@@ -64,10 +64,12 @@ test-containers: setup images
 	SBH_REQUIRE_ENGINE=1 TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q -rs -n 2 $(CONTAINER_TESTS)
 
 ## test-integration-containers: the whole scenario suite on the containers stack (PostgreSQL
-##                  and Redis in testcontainers), fault scenarios that pause / stop them included
+##                  and Redis in testcontainers), the fault scenarios that pause and stop them
+##                  included, then the mutants only those scenarios can catch
 .PHONY: test-integration-containers
 test-integration-containers: setup images
 	TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q scenarios --stack containers -n 2 --reruns 1 -rR
+	SBH_MUTANTS_STACK=containers SBH_REQUIRE_ENGINE=1 TC_POOLING_INTERVAL=0.1 $(BIN)/python -m pytest -q mutation -n 2
 
 lint: setup
 	$(BIN)/ruff check .
