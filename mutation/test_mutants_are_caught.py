@@ -8,6 +8,7 @@ not errored, not skipped, not "not found". The same scenarios pass on the real c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.stack.containers import LOCAL_IMAGES, REQUIRE_ENGINE_ENV, engine_images_problem
 from scenarios.mutants import MUTANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +33,32 @@ def _outcomes(report: Path) -> dict[str, str]:
     return outcomes
 
 
+STACK_ENV = "SBH_MUTANTS_STACK"
+"""Set to a stack name (`make test-integration-containers` sets `containers`): only the
+mutants whose scenarios need that stack run. Unset: all, those skipped whose stack is absent."""
+
+
+def _selected() -> list[str]:
+    only = os.environ.get(STACK_ENV, "").strip()
+    return sorted(n for n, m in MUTANTS.items() if not only or m.stack == only)
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", sorted(MUTANTS))
+@pytest.mark.parametrize("name", _selected())
 def test_the_scenarios_catch_the_mutant(name: str, tmp_path: Path) -> None:
     mutant = MUTANTS[name]
+    stack_args = [f"--stack={mutant.stack}"] if mutant.stack else []
+    if mutant.stack == "containers":
+        problem = engine_images_problem(LOCAL_IMAGES[:3])
+        if problem and os.environ.get(REQUIRE_ENGINE_ENV):
+            pytest.fail(f"{name} needs --stack containers: {problem}")
+        if problem:
+            pytest.skip(f"{name} needs --stack containers: {problem}")
     report = tmp_path / "report.xml"
     command = [
         sys.executable, "-m", "pytest", "-p", "scenarios.mutants", "--mutant", name,
         "-q", "-p", "no:cacheprovider", "-p", "no:randomly", f"--junitxml={report}",
-        *mutant.catches,
+        *stack_args, *mutant.catches,
     ]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=580)
     tail = "\n".join(run.stdout.splitlines()[-15:])

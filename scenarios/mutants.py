@@ -33,16 +33,20 @@ class Mutant:
     apply: Patch
     catches: tuple[str, ...]
     """pytest node ids (from the repository root) that must fail with this mutant in."""
+    stack: str | None = None
+    """The `--stack` its scenarios need (None: whatever the run has)."""
 
 
 MUTANTS: dict[str, Mutant] = {}
 
 
-def mutant(name: str, defect: str, *catches: str) -> Callable[[Patch], Patch]:
+def mutant(
+    name: str, defect: str, *catches: str, stack: str | None = None
+) -> Callable[[Patch], Patch]:
     def register(apply: Patch) -> Patch:
         if name in MUTANTS:
             raise ValueError(f"mutant {name!r} registered twice")
-        MUTANTS[name] = Mutant(name, defect, apply, tuple(catches))
+        MUTANTS[name] = Mutant(name, defect, apply, tuple(catches), stack)
         return apply
 
     return register
@@ -60,6 +64,10 @@ PREFETCH = "scenarios/test_prefetch_locks.py"
 DEAD = "scenarios/test_dead_letters.py"
 CLOCK = "scenarios/test_one_clock.py"
 REPLAY = "scenarios/test_replay.py"
+CONTAINER_FAULTS = "scenarios/test_container_faults.py"
+PG_GONE = (
+    f"{CONTAINER_FAULTS}::test_postgres_gone_mid_jobs_api_answers_503_and_every_job_completes_after"
+)
 
 
 # -- the seed's defects ------------------------------------------------------------------------
@@ -478,6 +486,55 @@ def _api_waits_when_busy(mp: pytest.MonkeyPatch) -> None:
         self.busy_wait = None
 
     mp.setattr(ServiceBusJobSender, "__init__", unbounded)
+
+
+# -- container faults (need --stack containers) ---------------------------------------------
+
+
+@mutant(
+    "api-waits-on-a-dead-database",
+    "the job API awaits the database without a bound: with PostgreSQL paused (accepting, never "
+    "answering) every request hangs instead of answering 503",
+    f"{PG_GONE}[paused]",
+    stack="containers",
+)
+def _api_waits_on_a_dead_database(mp: pytest.MonkeyPatch) -> None:
+    from workers.api import app
+
+    async def unbounded(step: Any, seconds: float) -> Any:
+        return await step
+
+    mp.setattr(app, "_bounded", unbounded)
+
+
+@mutant(
+    "api-database-errors-are-500",
+    "a refused database connection is an unhandled error: the job API answers 500 while "
+    "PostgreSQL is stopped, and clients do not know to retry",
+    f"{PG_GONE}[stopped]",
+    stack="containers",
+)
+def _api_database_errors_are_500(mp: pytest.MonkeyPatch) -> None:
+    from workers.api import app
+
+    mp.setattr(app, "_is_connection_error", lambda exc: False)
+
+
+@mutant(
+    "lease-needs-redis",
+    "the run lease is taken without a fallback: with Redis stopped every delivery fails and is "
+    "abandoned until it is dead-lettered, though Redis is only an accelerator",
+    f"{CONTAINER_FAULTS}::"
+    "test_redis_stopped_mid_jobs_jobs_still_complete_and_status_reads_go_to_postgres",
+    stack="containers",
+)
+def _lease_needs_redis(mp: pytest.MonkeyPatch) -> None:
+    from workers.common.idempotency import IdempotencyGuard
+
+    async def acquire(self: IdempotencyGuard, job_id: str, token: str, ttl: float) -> bool:
+        return await self.store.set(self._lease_key(job_id), token, ttl, only_new=True)
+
+    mp.setattr(IdempotencyGuard, "acquire", acquire)
 
 
 # -- the plugin ------------------------------------------------------------------------------

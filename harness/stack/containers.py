@@ -11,9 +11,11 @@ defaults find them (see "Images without a registry" in docs/stack.md).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote, urlparse
 
 from . import services
 
@@ -84,3 +86,76 @@ def engine_images_problem(images: Sequence[str]) -> str | None:
             "build them with `make images`"
         )
     return None
+
+
+# -- the containers of a running stack (fault scenarios pause and stop them) --------------------
+
+
+@dataclass(frozen=True)
+class ServiceContainer:
+    """A container of a containers stack, found by the host port its URL names, driven
+    through the Engine API (what `docker pause|unpause|stop|start` do)."""
+
+    id: str
+    image: str
+    host_port: int
+    endpoint: str
+
+    def _post(self, action: str, timeout: float = 10.0) -> None:
+        from .docker import _api_message, http_request
+
+        status, body = http_request(
+            self.endpoint, "POST", f"/containers/{self.id}/{action}", timeout
+        )
+        if status not in (204, 304):  # 304: already in that state
+            raise RuntimeError(f"docker {action} {self.id[:12]}: {_api_message(body) or status}")
+
+    def pause(self) -> None:
+        self._post("pause")
+
+    def unpause(self) -> None:
+        self._post("unpause")
+
+    def stop(self, grace_seconds: int = 5) -> None:
+        self._post(f"stop?t={grace_seconds}", timeout=grace_seconds + 10.0)
+
+    def start(self) -> None:
+        self._post("start")
+
+    def state(self) -> str:
+        """`running`, `paused`, `exited` ... (Docker's State.Status)."""
+        from .docker import _http_get
+
+        status, body = _http_get(self.endpoint, f"/containers/{self.id}/json", 5.0)
+        if status != 200:
+            raise RuntimeError(f"docker inspect {self.id[:12]}: answered {status}")
+        return str(json.loads(body)["State"]["Status"])
+
+    def ensure_running(self) -> None:
+        """Back to running from whatever a test left (paused or stopped)."""
+        state = self.state()
+        if state == "paused":
+            self.unpause()
+        elif state != "running":
+            self.start()
+
+
+def service_container(url: str, endpoint: str | None = None) -> ServiceContainer:
+    """The testcontainers container publishing the host port of `url` (a stack's
+    `server_database_url` or `redis_url`), on the engine that answers."""
+    from .docker import _http_get, detect_docker_engine
+
+    if endpoint is None:
+        status = detect_docker_engine()
+        if not status.available or status.endpoint is None:
+            raise RuntimeError(f"no Docker engine to find the container of {url}: {status.reason}")
+        endpoint = status.endpoint
+    port = urlparse(url).port
+    filters = quote(json.dumps({"label": ["org.testcontainers=true"]}))
+    code, body = _http_get(endpoint, f"/containers/json?filters={filters}", 5.0)
+    if code != 200:
+        raise RuntimeError(f"docker ps on {endpoint}: answered {code}")
+    for item in json.loads(body):
+        if any(p.get("PublicPort") == port for p in item.get("Ports", [])):
+            return ServiceContainer(item["Id"], item["Image"], int(port or 0), endpoint)
+    raise RuntimeError(f"no testcontainers container publishes port {port} (of {url})")

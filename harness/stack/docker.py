@@ -183,6 +183,11 @@ class ImageClient(Protocol):
 
 def _http_get(endpoint: str, path: str, timeout: float) -> tuple[int, bytes]:
     """One HTTP/1.0 GET to the engine on a unix:// or tcp:// endpoint: (status, body)."""
+    return http_request(endpoint, "GET", path, timeout)
+
+
+def http_request(endpoint: str, method: str, path: str, timeout: float) -> tuple[int, bytes]:
+    """One bodiless HTTP/1.0 request to the engine on a unix:// or tcp:// endpoint."""
     url = urlparse(endpoint)
     if url.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -196,7 +201,8 @@ def _http_get(endpoint: str, path: str, timeout: float) -> tuple[int, bytes]:
         sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 2375), timeout)
     with sock:
         sock.settimeout(timeout)
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+        length = "Content-Length: 0\r\n" if method != "GET" else ""
+        sock.sendall(f"{method} {path} HTTP/1.0\r\nHost: docker\r\n{length}\r\n".encode())
         data = b""
         while len(data) < 1 << 20:
             chunk = sock.recv(65536)

@@ -17,7 +17,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -166,17 +166,48 @@ def _container_classes() -> tuple[Any, Any]:
     return PostgresContainer, RedisContainer
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_on_own_port(
+    make: Callable[[], Any], container_port: int, exits: contextlib.ExitStack, attempts: int = 3
+) -> Any:
+    """Start a container with its port bound to a host port chosen here rather than by
+    Docker, which picks a new one each time a container starts: a container stopped and
+    started again (the fault scenarios do it) comes back where the stack's URLs point.
+    A port taken between choosing and binding is retried with another."""
+    for attempt in range(1, attempts + 1):
+        container = make().with_bind_ports(container_port, _free_port())
+        try:
+            return exits.enter_context(container)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                container.stop()
+            text = str(exc).lower()
+            if attempt == attempts or not ("allocated" in text or "address already" in text):
+                raise
+            log.info("container port taken, trying another: %s", exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def containers_backend(
     postgres_image: str = POSTGRES_IMAGE, redis_image: str = REDIS_IMAGE
 ) -> Iterator[ServerUrls]:
     """Throwaway containers via testcontainers (its Ryuk reaper removes them if we die)."""
     postgres_cls, redis_cls = _container_classes()
-    postgres = postgres_cls(
-        postgres_image, username="postgres", password="postgres", dbname="postgres"
-    )
-    redis_container = redis_cls(redis_image)
-    with postgres, redis_container:
+    with contextlib.ExitStack() as exits:
+        postgres = _start_on_own_port(
+            lambda: postgres_cls(
+                postgres_image, username="postgres", password="postgres", dbname="postgres"
+            ),
+            5432,
+            exits,
+        )
+        redis_container = _start_on_own_port(lambda: redis_cls(redis_image), 6379, exits)
         pg_host = postgres.get_container_host_ip()
         pg_port = int(postgres.get_exposed_port(5432))
         rd_host = redis_container.get_container_host_ip()

@@ -189,10 +189,15 @@ class _FakeContainer:
 
     started: list[str] = []
     stopped: list[str] = []
+    bound: list[tuple[str, int, int]] = []
 
     def __init__(self, image: str, port: int, **kwargs: object) -> None:
         self.image = image
         self.port = port
+
+    def with_bind_ports(self, container: int, host: int) -> _FakeContainer:
+        self.bound.append((self.image, container, host))
+        return self
 
     def __enter__(self) -> _FakeContainer:
         self.started.append(self.image)
@@ -228,6 +233,7 @@ def test_containers_plumbing_with_fake_containers(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(stack_module, "docker_client", lambda status: FakeDocker(set(IMAGES)))
     _FakeContainer.started.clear()
     _FakeContainer.stopped.clear()
+    _FakeContainer.bound.clear()
     with StackBuilder().provider("containers").start() as stack:
         assert stack.name == "containers" and stack.services == "containers"
         # The local server's trust auth ignores the container's password.
@@ -237,6 +243,10 @@ def test_containers_plumbing_with_fake_containers(monkeypatch: pytest.MonkeyPatc
         with psycopg.connect(stack.database_url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == (stack.database_name,)
     assert _FakeContainer.started == [stack_services.POSTGRES_IMAGE, stack_services.REDIS_IMAGE]
+    # Each on a host port of its own choosing, so a restarted container keeps its address.
+    bound = [(image, port) for image, port, _ in _FakeContainer.bound]
+    assert bound == [(stack_services.POSTGRES_IMAGE, 5432), (stack_services.REDIS_IMAGE, 6379)]
+    assert all(host > 0 for *_, host in _FakeContainer.bound)
     assert sorted(_FakeContainer.stopped) == sorted(_FakeContainer.started)
 
 

@@ -167,6 +167,31 @@ class DatabaseUnavailable(Exception):
     """The database refused us or did not answer in time; the caller may retry."""
 
 
+async def _bounded(step: Awaitable[T], seconds: float) -> T:
+    """`step`'s result, or TimeoutError after `seconds` (module-level: scenarios/mutants.py
+    removes the bound). Not `asyncio.timeout`, which waits for the cancelled step: psycopg
+    then asks the server to cancel the query and waits for it, ~10 s more from a server that
+    does not answer. The step is cancelled (an uncommitted write is rolled back with its
+    connection) and left to finish that on its own."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_drop_outcome)
+    raise TimeoutError
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a step we gave up on fails quietly
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    """Refused, reset or closed: the server's absence (503), not a bug in a query (500)."""
+    return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+
+
 @dataclass
 class ApiDeps:
     repository: JobRepository
@@ -226,8 +251,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def database(step: Awaitable[T]) -> T:
         """One database step under `db_timeout_seconds` (see DatabaseUnavailable)."""
         try:
-            async with asyncio.timeout(deps.db_timeout_seconds):
-                return await step
+            return await _bounded(step, deps.db_timeout_seconds)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"the database did not answer within {deps.db_timeout_seconds:g} s"
@@ -249,7 +273,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def _db_error(request: Request, exc: DBAPIError) -> Response:
         """Connection-level errors (refused, reset, closed) are the server's absence, not
         a bug: 503 so the client retries. Anything else (a constraint, bad SQL) stays 500."""
-        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+        if not _is_connection_error(exc):
             log.error("database error: %s", exc, exc_info=exc)
             return PlainTextResponse("Internal Server Error", status_code=500)
         lines = str(exc.orig or exc).strip().splitlines()
