@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -46,6 +46,8 @@ class HostProcess:
         self.output = output if output is not None else sys.stdout
         self.process: subprocess.Popen[str] | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.line_listeners: list[Callable[[str], None]] = []
+        """Called with each output line, on the relay thread (the console's invocations)."""
         self._ready = threading.Event()
         self._decided = threading.Event()  # ready, or the output ended (process exited)
         self._relay: threading.Thread | None = None
@@ -83,6 +85,8 @@ class HostProcess:
         for raw in self.process.stdout:
             line = raw.rstrip("\n")
             self.tail.append(line)
+            for listener in self.line_listeners:
+                listener(line)
             if READY_MARK in line:
                 self._ready.set()
                 self._decided.set()

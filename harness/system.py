@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from standins._http_runner import ServerThread
 from standins.ai import AIServer
@@ -20,6 +21,7 @@ from standins.mail import MailSink
 from standins.signalr import SignalRServer
 from standins.webhook import WebhookSink
 
+from .console import InvocationsPanel, QueryPanel
 from .host import FunctionsHost, ProcessEnvironment
 from .processes import HostProcess, child_environment
 from .stack import ProviderName, Stack, StackBuilder
@@ -29,6 +31,37 @@ log = logging.getLogger("harness.system")
 WORKERS_DIR = Path(__file__).resolve().parents[1] / "workers"
 APPS = ("video", "jobs", "notify")
 WEBHOOK_SECRET = "local-webhook-secret"
+# The console's jobs table: this project's `jobs` (workers/common/db.py), newest first.
+JOBS_QUERY = (
+    "SELECT id, job_type, status, attempt, error, created_at, started_at, finished_at "
+    "FROM jobs ORDER BY created_at DESC LIMIT 50"
+)
+JOB_COLUMNS = ("job", "type", "status", "attempt", "last error", "created", "started", "took")
+JOB_TONES = {"completed": "ok", "failed": "bad", "pending": "warn", "processing": "warn"}
+
+
+def _job_row(row: Any) -> tuple[object, ...]:
+    error = row.error if isinstance(row.error, dict) else {}
+    last_error = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+    took = (
+        f"{(row.finished_at - row.created_at).total_seconds():.1f}s"
+        if row.finished_at is not None and row.created_at is not None
+        else ""
+    )
+    return (
+        row.id,
+        row.job_type,
+        row.status,
+        row.attempt,
+        last_error,
+        _hms(row.created_at),
+        _hms(row.started_at),
+        took,
+    )
+
+
+def _hms(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%H:%M:%S")
 
 
 @dataclass
@@ -65,6 +98,10 @@ class LocalSystem:
     host_processes: dict[str, HostProcess] = field(default_factory=dict)
     """By instance name: the app's name, or `app#N` when it runs more than once."""
     api: ServerThread | None = None
+    invocations_panel: InvocationsPanel = field(default_factory=InvocationsPanel)
+    """The console's "Recent invocations" table (filled from every app's runs)."""
+    jobs_panel: QueryPanel | None = None
+    """The console's "Jobs" table (read from the database every 2 s)."""
     _stack_cm: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def start(self) -> Self:
@@ -106,11 +143,34 @@ class LocalSystem:
                     run_timers=self.run_timers,
                 )
                 self.hosts[name] = stop.enter_context(host)
+                self.invocations_panel.watch_host(name, host)
                 log.info("worker app %s: %s", name, ", ".join(host.functions))
         environment.apply(settings)
         from workers.api.app import app_from_env
 
         self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))
+        self._add_console_panels()
+
+    def _add_console_panels(self) -> None:
+        """The jobs table and the workers' runs on the emulator's console (in-process only)."""
+        assert self.stack is not None
+        emulator = self.stack.emulator
+        if emulator is None:
+            return
+        jobs = QueryPanel(
+            "Jobs",
+            self.stack.database_url,
+            JOBS_QUERY,
+            JOB_COLUMNS,
+            row=_job_row,
+            tone=lambda r: JOB_TONES.get(r.status, ""),
+        ).start()
+        self._stack_cm.callback(jobs.stop)
+        self.jobs_panel = jobs
+        emulator.console.add_panel("jobs", jobs.table)
+        emulator.console.add_panel("invocations", self.invocations_panel.table)
+        self._stack_cm.callback(emulator.console.remove_panel, "jobs")
+        self._stack_cm.callback(emulator.console.remove_panel, "invocations")
 
     def _check_instances(self) -> None:
         """Refuse counts the system cannot honour before anything starts."""
@@ -147,6 +207,7 @@ class LocalSystem:
                 )
                 self.host_processes[name] = process
                 self._stack_cm.callback(process.stop)
+                process.line_listeners.append(self.invocations_panel.feed(name))
                 process.start()
         for name, process in self.host_processes.items():
             process.wait_ready()
@@ -175,6 +236,7 @@ class LocalSystem:
         ]
         if emulator is not None:
             lines.append(f"  control API      {emulator.control_url}")
+            lines.append(f"  console          {emulator.console_url}   (open in a browser)")
         lines += [
             f"database           {self.stack.database_url}",
             f"redis              {self.stack.redis_url} (prefix {self.stack.redis_key_prefix})",

@@ -372,6 +372,10 @@ class FunctionsHost(ServiceBusTriggers, TimerTriggers):
         """A snapshot of every invocation so far, oldest first."""
         return self._log.snapshot()
 
+    def recent_invocations(self, count: int) -> list[Invocation]:
+        """The last ``count`` invocations, oldest first."""
+        return self._log.recent(count)
+
     @property
     def settlement_address(self) -> str | None:
         server = self._settlement

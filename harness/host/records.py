@@ -116,6 +116,11 @@ class InvocationLog:
         with self._cond:
             return [replace(item, outputs=dict(item.outputs)) for item in self._items]
 
+    def recent(self, count: int) -> list[Invocation]:
+        """Copies of the last ``count`` invocations (a console refresh, not a whole snapshot)."""
+        with self._cond:
+            return [replace(item, outputs=dict(item.outputs)) for item in self._items[-count:]]
+
     def running(self, function: str | None = None) -> int:
         with self._cond:
             if function is not None:

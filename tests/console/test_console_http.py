@@ -85,7 +85,9 @@ def test_dead_letters_show_their_reason_and_resubmit_through_the_sdk(
     with sb.get_queue_receiver("q", max_wait_time=5) as receiver:
         (copy,) = receiver.receive_messages(1, max_wait_time=5)
         assert str(copy) == '{"jobId": "j1"}'
-        assert copy.application_properties[REPLAY_OF.encode()] == f"q/$DeadLetterQueue:{seq}".encode()
+        assert (
+            copy.application_properties[REPLAY_OF.encode()] == f"q/$DeadLetterQueue:{seq}".encode()
+        )
         assert copy.dead_letter_reason is None
         receiver.complete_message(copy)
     with sb.get_queue_receiver("q", sub_queue="deadletter", max_wait_time=1) as dlq:
@@ -103,7 +105,9 @@ def test_advancing_the_clock_makes_a_scheduled_message_active(
     answer = post(http, "/console/clock/advance", {"amount": "5m 1s"})
     assert answer.status_code == 200 and "moved 5m 1s" in answer.text
     assert emulator.clock.offset == pytest.approx(301)
-    assert "later" not in http.get("/console/messages", params={"path": "q", "view": "scheduled"}).text
+    assert (
+        "later" not in http.get("/console/messages", params={"path": "q", "view": "scheduled"}).text
+    )
     with sb.get_queue_receiver("q", max_wait_time=5) as receiver:
         (got,) = receiver.receive_messages(1, max_wait_time=5)
         assert str(got) == "later"
@@ -183,10 +187,7 @@ def test_bad_requests_get_a_readable_notice(
     status: int,
     says: str,
 ) -> None:
-    if method == "POST":
-        answer = post(http, path, data or {})
-    else:
-        answer = http.get(path)
+    answer = post(http, path, data or {}) if method == "POST" else http.get(path)
     assert answer.status_code == status, answer.text
     assert says in answer.text and 'class="notice bad"' in answer.text
 

@@ -234,7 +234,9 @@ def test_purge_and_cancel(broker: Broker) -> None:
     assert actions.purge(broker, "q", "dead-letter") == 2
     assert actions.purge(broker, "q", "active") == 2
     later = broker.clock.now() + 60
-    broker.send("t", [replace(message(n, color="red"), scheduled_enqueue_time=later) for n in (1, 2)])
+    broker.send(
+        "t", [replace(message(n, color="red"), scheduled_enqueue_time=later) for n in (1, 2)]
+    )
     waiting = [m["sequence_number"] for m in views.message_page(broker, "t", "scheduled").messages]
     assert actions.cancel_scheduled(broker, "t", [waiting[0], 12345]) == 1
     assert views.message_page(broker, "t", "scheduled").total == 1
