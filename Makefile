@@ -37,6 +37,10 @@ test-unit: setup browser
 browser:
 	@sh scripts/install-chromium.sh
 
+## screenshots: docs/console/*.png from the real local system (jobs run, chat ones dead-lettered)
+screenshots: setup browser
+	$(BIN)/python scripts/console_screenshots.py
+
 ## test-integration: the scenarios — real worker apps on a stack (HARNESS_STACK=local|embedded|...)
 test-integration: setup
 	$(BIN)/python -m pytest -q scenarios -n 2 --reruns 1 -rR

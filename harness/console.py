@@ -91,7 +91,7 @@ def parse_invocation_line(app: str, line: str) -> InvocationRow | None:
 class InvocationsPanel:
     """The last ``limit`` runs of every watched app, newest first."""
 
-    def __init__(self, limit: int = 50) -> None:
+    def __init__(self, limit: int = 30) -> None:
         self.limit = limit
         self._rows: collections.deque[InvocationRow] = collections.deque(maxlen=limit)
         self._hosts: dict[str, FunctionsHost] = {}
