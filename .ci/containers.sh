@@ -47,11 +47,12 @@ find_engine() {  # sets DOCKER_HOST to an engine that answers; false when none d
     return 1
 }
 
-install_packages() {  # Debian's packages for what is missing: docker.io, debootstrap
-    local wanted=() started
-    command -v dockerd >/dev/null || wanted+=(docker.io)
-    command -v debootstrap >/dev/null || wanted+=(debootstrap)
-    command -v docker >/dev/null || wanted+=(docker.io)
+install_packages() {  # install_packages [package...]: default, what is missing of the engine's
+    local wanted=("$@") started
+    if [ ${#wanted[@]} = 0 ]; then
+        command -v dockerd >/dev/null || wanted+=(docker.io)
+        command -v debootstrap >/dev/null || wanted+=(debootstrap)
+    fi
     [ ${#wanted[@]} -gt 0 ] || return 0
     started=$(now)
     log "installing ${wanted[*]} (apt-get)"
@@ -149,7 +150,7 @@ trap 'exit 143' TERM
 
 if find_engine; then
     log "engine already running at $DOCKER_HOST: using it, leaving it running"
-    command -v debootstrap >/dev/null || install_packages
+    command -v debootstrap >/dev/null || install_packages debootstrap
 else
     install_packages
     start_engine
