@@ -114,6 +114,7 @@ class ServiceBusEmulator(Lifecycle):
             self.clock,
             self.faults,
             writable=loopback if console_writable is None else console_writable,
+            namespace=f"{topology.name} · {topology.tier.value}",
             read_only_reason=(
                 f"bound to {host}, not a loopback address; start with --console-write to allow "
                 "changes"

@@ -55,6 +55,7 @@ def test_the_page_lists_entities_and_the_root_leads_to_it(
     page = http.get("/console")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'data-path="t/Subscriptions/red"' in page.text
+    assert "namespace sbemulatorns · " in page.text
     assert "color = &#39;red&#39;" in page.text  # rules as SQL, escaped
     fragment = http.get("/console/entities").text
     assert re.search(r'data-path="q".*?class="count active"><a[^>]*>2<', fragment, re.S)

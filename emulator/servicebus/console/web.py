@@ -103,7 +103,10 @@ class Console:
         *,
         writable: bool,
         read_only_reason: str = "",
+        namespace: str = "",
     ) -> None:
+        self.namespace = namespace
+        """Shown in the header: the namespace's name and tier."""
         self.broker = broker
         self.clock = clock
         self.faults = faults
