@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 from locust import LoadTestShape
 
 from ._config import Tier
+
+RAMP_STEP_S = 1.0
+"""How far ahead of the ramp each tick's target is (Locust ticks shapes once a second)."""
 
 
 class TierShape(LoadTestShape):
@@ -43,10 +47,14 @@ class TierShape(LoadTestShape):
         end = self.tier.duration_s
         if self.stop_after_s is not None:
             end = min(end, self.stop_after_s)
-        if self.get_run_time() >= end:
+        elapsed = self.get_run_time()
+        if elapsed >= end:
             return None
-        # Locust spawns toward the target at spawn_rate: that is the ramp.
-        return self.tier.users, self.tier.spawn_rate
+        # The ramp, one step per tick: a distributed master blocks in each step until it has
+        # spawned it, so asking for all users at once would ignore -t and stop until ramped.
+        step = RAMP_STEP_S * (math.floor(elapsed / RAMP_STEP_S) + 1)
+        users = min(self.tier.users, max(1, math.ceil(self.tier.spawn_rate * step)))
+        return users, self.tier.spawn_rate
 
     def describe(self) -> str:
         tier = self.tier

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from locust import LoadTestShape
 from locust.util.load_locustfile import is_shape_class
@@ -29,19 +31,41 @@ def test_tiers_are_the_seeds_50_100_500_users() -> None:
 
 def test_tier_50_ramps_for_a_minute_holds_five_then_stops(clock: FakeClock) -> None:
     shape = TierShape(TIERS["50"], clock=clock)
-    ramp = (50, pytest.approx(50 / 60))
-    for at, expected in [(0, ramp), (59.9, ramp), (60, ramp), (359.9, ramp), (360, None)]:
+    rate = pytest.approx(50 / 60)
+    for at, expected in [
+        (0, (1, rate)),
+        (30, (26, rate)),  # where the ramp is a second later
+        (59.9, (50, rate)),
+        (60, (50, rate)),
+        (359.9, (50, rate)),
+        (360, None),
+    ]:
         clock.now = 1000.0 + at
         assert shape.tick() == expected, f"at {at}s"
+
+
+def test_each_tick_asks_for_the_ramp_one_second_ahead(clock: FakeClock) -> None:
+    """A distributed master blocks in each step until it has spawned it: asking for every
+    user at once would keep it there for the whole ramp, past -t (issue 14, point 7)."""
+    shape = TierShape(TIERS["500"], clock=clock)
+    seen = []
+    for second in range(0, 301):
+        clock.now = 1000.0 + second + 0.5
+        tick = shape.tick()
+        assert tick is not None
+        seen.append(tick[0])
+    assert seen == sorted(seen) and seen[-1] == 500
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 2  # 1.67 users a second
 
 
 @pytest.mark.parametrize("tier", TIERS.values(), ids=list(TIERS))
 def test_every_tier_reaches_its_users_at_the_end_of_its_ramp(tier: Tier, clock: FakeClock) -> None:
     shape = TierShape(tier, clock=clock)
+    clock.now += tier.ramp_s
     users, spawn_rate = shape.tick() or (0, 0.0)
     assert users == tier.users
     assert users / spawn_rate == pytest.approx(tier.ramp_s)
-    clock.now += tier.duration_s - 0.001
+    clock.now += tier.hold_s - 0.001
     assert shape.tick() == (users, spawn_rate)
     clock.now += 0.001
     assert shape.tick() is None
@@ -53,7 +77,7 @@ def test_reset_time_restarts_the_shape(clock: FakeClock) -> None:
     clock.now += TIERS["100"].duration_s
     assert shape.tick() is None
     shape.reset_time()
-    assert shape.tick() == (100, pytest.approx(100 / 120))
+    assert shape.tick() == (1, pytest.approx(100 / 120))  # the ramp from its start
 
 
 def test_run_time_limit_cuts_the_tier_short_but_never_extends_it(clock: FakeClock) -> None:
