@@ -237,9 +237,17 @@ def _latency_dict(latency: Latency) -> dict[str, Any]:
     return {**asdict(latency), "failure_ratio": latency.failure_ratio}
 
 
-def build_report(summary: RunSummary, targets: Targets) -> dict[str, Any]:
-    """The JSON-ready report: the summary, the targets, each check and the verdict."""
+def build_report(
+    summary: RunSummary, targets: Targets, *, workers: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON-ready report: the summary, the targets, each check and the verdict.
+
+    `workers` (a distributed run's master: each worker's tally and those that sent none)
+    becomes `locust`; the figures stay the master's aggregate of all workers."""
     checks = evaluate(summary, targets)
+    locust: dict[str, Any] = {"mode": "local"}
+    if workers is not None:
+        locust = {"mode": "distributed", **workers}
     return {
         "tier": summary.tier,
         "target_users": summary.target_users,
@@ -267,6 +275,7 @@ def build_report(summary: RunSummary, targets: Targets) -> dict[str, Any]:
             }
             for route, job in summary.jobs.items()
         },
+        "locust": locust,
         "targets": asdict(targets),
         "checks": [asdict(check) for check in checks],
         "met": all(check.met for check in checks),
@@ -310,11 +319,31 @@ def render(report: Mapping[str, Any]) -> str:
         )
         for error, count in job["errors"].items():
             lines.append(f"      {count} x {error}")
+    lines += _render_workers(report.get("locust") or {})
     lines += ["", "  checks"]
     for check in report["checks"]:
         mark = "ok  " if check["met"] else "MISS"
         lines.append(f"  [{mark}] {check['name']}: {check['actual']} (target {check['target']})")
     return "\n".join(lines)
+
+
+def _render_workers(locust: Mapping[str, Any]) -> list[str]:
+    """A distributed run: what each worker did, so a missing or idle one shows."""
+    if locust.get("mode") != "distributed":
+        return []
+    lines = [
+        "",
+        f"  {'Locust workers':<30}{'users':>7}{'requests':>9}{'fail':>6}{'jobs':>6}{'busy':>6}",
+    ]
+    for worker in locust.get("workers", []):
+        lines.append(
+            f"  {'#' + str(worker['index']) + ' ' + worker['worker'][-20:]:<30}"
+            f"{worker['peak_users']:>7}{worker['requests']:>9}{worker['failures']:>6}"
+            f"{worker['jobs_observed']:>6}{worker['busy']:>6}"
+        )
+    for missing in locust.get("missing", []):
+        lines.append(f"  {missing}: sent no final figures (its last samples are not counted)")
+    return lines
 
 
 def write(report: Mapping[str, Any], path: str | Path) -> Path:

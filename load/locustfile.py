@@ -34,6 +34,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from load import _distributed  # noqa: E402
 from load._config import DEFAULT_HOST, DEFAULT_TARGETS, JOBS, TIERS, JobKind  # noqa: E402
 from load._report import (  # noqa: E402
     JOB_REQUEST_TYPE,
@@ -132,6 +133,12 @@ _run = _Run()
 
 
 @events.init.add_listener
+def distribute(environment: Environment, **_kwargs: Any) -> None:
+    """Master and workers: one report with every worker's figures (see load/_distributed.py)."""
+    _distributed.install(environment, job_type=JOB_REQUEST_TYPE, busy_type=BUSY_REQUEST_TYPE)
+
+
+@events.init.add_listener
 def select_tier(environment: Environment, **_kwargs: Any) -> None:
     """Install the `--tier` shape (the master or the local runner drives shapes)."""
     options = environment.parsed_options
@@ -178,6 +185,8 @@ def report(environment: Environment, **_kwargs: Any) -> None:
     """Print the capacity report (and write it with --capacity-report)."""
     if isinstance(environment.runner, WorkerRunner) or _run.started is None:
         return
+    # A master first gets every worker's last samples (their users stop, drain, flush).
+    workers = _distributed.collect(environment)
     if _run.sampler is not None:
         _run.sampler.kill(block=False)
     duration = time.perf_counter() - _run.started
@@ -191,7 +200,7 @@ def report(environment: Environment, **_kwargs: Any) -> None:
         target_users=tier.users if tier else None,
         host=environment.host or CreatorUser.host,
     )
-    result = build_report(summary, tier.targets if tier else DEFAULT_TARGETS)
+    result = build_report(summary, tier.targets if tier else DEFAULT_TARGETS, workers=workers)
     print("\n" + render(result) + "\n", flush=True)
     path = getattr(environment.parsed_options, "capacity_report", None)
     if path:

@@ -152,6 +152,28 @@ def test_report_has_the_measurements_checks_and_verdict(tmp_path: Path) -> None:
     assert "chat-suggestions" in text and "video-analysis" in text
 
 
+def test_a_distributed_run_lists_each_worker_and_those_that_sent_nothing() -> None:
+    assert build_report(_summary(), DEFAULT_TARGETS)["locust"] == {"mode": "local"}
+    assert "Locust workers" not in render(build_report(_summary(), DEFAULT_TARGETS))
+    tally = {
+        "worker": "host_0123456789abcdef0123",
+        "index": 0,
+        "peak_users": 25,
+        "requests": 120,
+        "failures": 1,
+        "jobs_observed": 40,
+        "jobs_failed": 0,
+        "busy": 2,
+    }
+    workers = {"workers": [tally], "missing": ["host_gone"]}
+    report = build_report(_summary(), DEFAULT_TARGETS, workers=workers)
+    assert report["locust"] == {"mode": "distributed", **workers}
+    text = render(report)
+    [row] = [line for line in text.splitlines() if line.strip().startswith("#0 ")]
+    assert row.split()[-5:] == ["25", "120", "1", "40", "2"], row
+    assert "host_gone: sent no final figures" in text
+
+
 def _log(
     stats: RequestStats, method: str, name: str, times: list[int], error: str | None = None
 ) -> None:
