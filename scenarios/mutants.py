@@ -64,6 +64,7 @@ PREFETCH = "scenarios/test_prefetch_locks.py"
 DEAD = "scenarios/test_dead_letters.py"
 CLOCK = "scenarios/test_one_clock.py"
 REPLAY = "scenarios/test_replay.py"
+SCALE = "scenarios/test_scale_out.py"
 CONTAINER_FAULTS = "scenarios/test_container_faults.py"
 PG_GONE = (
     f"{CONTAINER_FAULTS}::test_postgres_gone_mid_jobs_api_answers_503_and_every_job_completes_after"
@@ -535,6 +536,51 @@ def _lease_needs_redis(mp: pytest.MonkeyPatch) -> None:
         return await self.store.set(self._lease_key(job_id), token, ttl, only_new=True)
 
     mp.setattr(IdempotencyGuard, "acquire", acquire)
+
+
+@mutant(
+    "sweeper-ends-ended-jobs",
+    "the dead-letter sweeper ends every job it finds in a dead-letter queue, open or not (no "
+    "status check, an unconditional UPDATE): two instances' sweepers meeting on one dead letter "
+    "end the job twice and publish two final events",
+    f"{SCALE}::test_two_instances_sweeping_one_dead_letter_end_the_job_once",
+)
+def _sweeper_ends_ended_jobs(mp: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import select, update
+
+    from workers.common import repository
+    from workers.common.db import Job
+
+    async def statuses(self: Any, job_ids: Any) -> dict[str, Any]:
+        return {}
+
+    async def end_any_job(
+        self: Any,
+        job_id: str,
+        status: Any,
+        error: Any,
+        now: Any,
+        *,
+        max_attempt: int | None = None,
+        seed: Any = None,
+        before_commit: Any = None,
+    ) -> Any:
+        async with self.engine.begin() as conn:
+            if seed is not None:
+                await conn.execute(self._insert_if_missing(seed, now))
+            await conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status=status.value, error=error.to_wire(), updated_at=now, finished_at=now)
+            )
+            row = (await conn.execute(select(Job).where(Job.id == job_id))).one()
+            record = repository._record(row)
+            if before_commit is not None:
+                await before_commit(record)
+        return record
+
+    mp.setattr(repository.JobRepository, "statuses", statuses)
+    mp.setattr(repository.JobRepository, "end_open_job", end_any_job)
 
 
 # -- the plugin ------------------------------------------------------------------------------
