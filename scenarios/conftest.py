@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from scenario_apps import APPS, AppDatabase, JobRuns, JobServiceBus, worker_settings
+from scenario_apps import AppDatabase, JobServiceBus, worker_factory
 
 from harness.pytest_plugin import KeptLinks, WorkerFactory
 
@@ -70,16 +70,8 @@ def workers(
     mailbox: MailSink,
 ) -> Iterator[WorkerFactory]:
     """Factory: `running = workers("video", "jobs", "notify")`; hosts stop at teardown."""
-    factory = WorkerFactory(
-        APPS,
-        worker_settings(stack, ai_stub, signalr, mailbox),
-        stack.broker_now,
-        running=JobRuns(),
-    )
-    try:
+    with worker_factory(stack, ai_stub, signalr, mailbox) as factory:
         yield factory
-    finally:
-        factory.stop()
 
 
 @pytest.fixture

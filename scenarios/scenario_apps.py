@@ -7,13 +7,14 @@ apps in `workers/` lives here and is wired into fixtures by `conftest.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.pytest_plugin import Database, RunningWorkers, ServiceBusHelper
+from harness.pytest_plugin import Database, RunningWorkers, ServiceBusHelper, WorkerFactory
 
 if TYPE_CHECKING:
     import httpx
@@ -145,3 +146,20 @@ def post_job(job_api: httpx.Client, route: str, body: Mapping[str, Any]) -> str:
     response = job_api.post(f"/api/jobs/{route}", json=dict(body))
     assert response.status_code == 200, response.text
     return str(response.json()["jobId"])
+
+
+@contextlib.contextmanager
+def worker_factory(
+    stack: Stack, ai_stub: AIServer, signalr: SignalRServer, mailbox: MailSink
+) -> Iterator[WorkerFactory]:
+    """One instance of the apps on this stack and these stand-ins, stopped on leaving."""
+    factory = WorkerFactory(
+        APPS,
+        worker_settings(stack, ai_stub, signalr, mailbox),
+        stack.broker_now,
+        running=JobRuns(),
+    )
+    try:
+        yield factory
+    finally:
+        factory.stop()

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from scenario_apps import APPS, AppDatabase, JobRuns, JobServiceBus, worker_settings
+from scenario_apps import AppDatabase, JobServiceBus, worker_factory
 
 from harness.host import FunctionsHost
 from harness.pytest_plugin import Events, WorkerFactory
@@ -51,16 +51,8 @@ def second_instance(
 ) -> Iterator[WorkerFactory]:
     """Another instance of the apps `workers` starts. It depends on `workers`, so it stops
     first and puts the environment back before `workers` restores the original."""
-    factory = WorkerFactory(
-        APPS,
-        worker_settings(stack, ai_stub, signalr, mailbox),
-        stack.broker_now,
-        running=JobRuns(),
-    )
-    try:
+    with worker_factory(stack, ai_stub, signalr, mailbox) as factory:
         yield factory
-    finally:
-        factory.stop()
 
 
 def test_two_instances_share_a_subscription_and_no_job_runs_twice(
