@@ -150,3 +150,46 @@ def test_iterating_receiver_with_prefetch(conn_str: str) -> None:
         assert seen == [str(i) for i in range(10)]
         with client.get_queue_receiver("q") as receiver:
             assert receiver.peek_messages(max_message_count=10) == []
+
+
+def test_competing_receivers_take_turns_on_a_trickle(conn_str: str) -> None:
+    """Two receivers waiting on one queue (two instances of a scaled-out app): messages sent
+    one at a time go to both, not all to the one that attached first."""
+    import threading
+
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    arrived = threading.Semaphore(0)
+    stop = threading.Event()
+    waiting = threading.Barrier(3)
+
+    def consume(name: str, client: ServiceBusClient) -> None:
+        with client.get_queue_receiver("q", prefetch_count=5) as receiver:
+            waiting.wait(timeout=30)
+            while not stop.is_set():
+                for message in receiver.receive_messages(5, max_wait_time=1):
+                    receiver.complete_message(message)
+                    got[name].append(str(message))
+                    arrived.release()
+
+    with (
+        ServiceBusClient.from_connection_string(conn_str) as first,
+        ServiceBusClient.from_connection_string(conn_str) as second,
+    ):
+        threads = [
+            threading.Thread(target=consume, args=("a", first)),
+            threading.Thread(target=consume, args=("b", second)),
+        ]
+        for thread in threads:
+            thread.start()
+        waiting.wait(timeout=30)
+        try:
+            with first.get_queue_sender("q") as sender:
+                for n in range(10):
+                    sender.send_messages(ServiceBusMessage(f"m{n}"))
+                    assert arrived.acquire(timeout=30), f"m{n} was not received"
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+    assert sorted(got["a"] + got["b"]) == sorted(f"m{n}" for n in range(10))
+    assert len(got["a"]) >= 3 and len(got["b"]) >= 3, got

@@ -113,9 +113,15 @@ class MessageStore:
             self._listeners.remove(listener)
 
     def _notify(self) -> None:
-        if self._listeners:  # once per message enqueued: no copy when nobody listens
-            for listener in tuple(self._listeners):
+        listeners = self._listeners
+        if listeners:  # once per message enqueued: no copy when nobody listens
+            for listener in tuple(listeners):
                 listener(self)
+            if len(listeners) > 1:
+                # Competing receivers take turns being first: a trickle of messages reaches
+                # every instance of a scaled-out app, not only the receiver that attached first
+                # (a burst still fills the first one's credit, as prefetch does on the service).
+                listeners.append(listeners.pop(0))
 
     # -- counts --------------------------------------------------------------------------------
 
