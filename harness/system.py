@@ -148,7 +148,9 @@ class LocalSystem:
         environment.apply(settings)
         from workers.api.app import app_from_env
 
-        self.api = stop.enter_context(ServerThread(app_from_env(), port=self.ports.api))
+        self.api = stop.enter_context(
+            ServerThread(app_from_env(), port=self.ports.api, name="job-api")
+        )
         self._add_console_panels()
 
     def _add_console_panels(self) -> None:

@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         result = single_run(args)
         Path(args.single).write_text(json.dumps(result, indent=2))
         return 0
-    out_dir = Path(args.out)
+    out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {k: getattr(args, k) for k in ("users", "spawn_rate", "duration", "repeats")}
     report: dict[str, Any] = {"config": {**config, "baseline": args.baseline}, "variants": {}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 from emulator.servicebus.admin.control_client import ControlError
 from functions_shared.offset_clock import ClockReadError
 
+from . import logrepeats
 from .app import AppLoadError
 from .broker_clock import ControlApiClock
 from .config import HostConfigError, MissingSettingsError
@@ -46,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="follow the emulator's clock through its control API (http://host:port/control)",
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-repeats",
+        type=int,
+        default=5,
+        metavar="N",
+        help="lines of one kind logged per minute before the rest are counted (0: all)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -62,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         extra: dict[str, Any] = {}
         if args.broker_clock:
-            clock = ControlApiClock(args.broker_clock)
+            clock = ControlApiClock(
+                args.broker_clock, offset_file=os.environ.get("WORKERS_CLOCK_FILE") or None
+            )
             extra["broker_clock"] = clock
         host = FunctionsHost.load(
             args.app_dir,
@@ -80,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if host.settlement_address:
                 log.info("settlement service at %s", host.settlement_address)
             print(f"host {host.name} running; Ctrl-C to stop", flush=True)
+            # From here on, repeated lines are aggregated (the startup lines all show).
+            repeats = logrepeats.install(burst=args.log_repeats) if args.log_repeats else []
             stop.wait()
+            for repeat in repeats:
+                repeat.flush_summaries()
             log.info("stopping %s", host.name)
     except (AppLoadError, HostConfigError, MissingSettingsError, ControlError) as exc:
         print(f"error: {exc}", file=sys.stderr)

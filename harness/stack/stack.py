@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -92,6 +94,8 @@ class Stack:
     topology_report: TopologyReport | None = None
     server_database_url: str = ""
     """The server's maintenance database (where `database_name` was created)."""
+    clock_file: Path | None = None
+    """The in-process emulator's clock offset, published for readers on this machine."""
     timings: dict[str, float] = field(default_factory=dict)
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
@@ -104,6 +108,8 @@ class Stack:
             # One clock for the system under test: the apps and the job API follow the
             # emulator's (movable) clock, so their schedules match the broker's now.
             extra["WORKERS_CLOCK_URL"] = f"{self.emulator.control_url}/clock"
+        if self.clock_file is not None:
+            extra["WORKERS_CLOCK_FILE"] = str(self.clock_file)
         return {
             **extra,
             "SERVICEBUS_CONNECTION": self.servicebus_connection,
@@ -383,7 +389,7 @@ class StackBuilder:
             exit_stack.callback(services.drop_database, urls.postgres_url, db_name)
             exit_stack.callback(services.delete_prefixed_keys, urls.redis_url, prefix)
             lap("isolate")
-            emulator, report, connection, send = self._servicebus(
+            emulator, report, connection, send, clock_file = self._servicebus(
                 exit_stack, topology, topology_path
             )
             lap("servicebus")
@@ -408,6 +414,7 @@ class StackBuilder:
             emulator=emulator,
             topology_report=report,
             server_database_url=urls.postgres_url,
+            clock_file=clock_file,
             timings=timings,
             _exit=exit_stack,
         )
@@ -416,17 +423,42 @@ class StackBuilder:
 
     def _servicebus(
         self, exit_stack: contextlib.ExitStack, topology: NamespaceTopology, topology_path: Path
-    ) -> tuple[ServiceBusEmulator | None, TopologyReport | None, str, str]:
+    ) -> tuple[ServiceBusEmulator | None, TopologyReport | None, str, str, Path | None]:
         if self._sb_connection:
             report = None
             if self._apply_topology:
                 report = apply_topology(self._sb_connection, topology, **self._admin_kwargs)
             send = self._sb_send_connection or self._sb_connection
-            return None, report, self._sb_connection, send
+            return None, report, self._sb_connection, send, None
         from emulator.servicebus import ServiceBusEmulator
 
         emulator = ServiceBusEmulator(topology, config_path=topology_path, **self._emulator_kwargs)
+        # Before the emulator starts, so this listener runs ahead of its own (which delivers
+        # what became due): a worker handed such a message already reads the new offset.
+        clock_file = publish_clock(exit_stack, emulator)
         exit_stack.enter_context(emulator)
         connection = emulator.connection_string_for(policy_or_root(topology, WORKER_POLICY))
         send = emulator.connection_string_for(policy_or_root(topology, SENDER_POLICY))
-        return emulator, None, connection, send
+        return emulator, None, connection, send, clock_file
+
+
+def publish_clock(exit_stack: contextlib.ExitStack, emulator: ServiceBusEmulator) -> Path:
+    """Keep the emulator's clock offset in a file (`WORKERS_CLOCK_FILE`) for the apps, the
+    job API and the host processes: one file read per clock read instead of a `GET
+    /control/clock`. Written at once and by an advance listener, which the emulator runs
+    before an advance returns, so no reader sees the old offset after the move."""
+    from functions_shared.offset_clock import OffsetFile
+
+    folder = Path(tempfile.mkdtemp(prefix="sbh-clock-"))
+    exit_stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    published = OffsetFile(folder / "offset", writable=True)
+    exit_stack.callback(published.close)
+    clock = emulator.clock
+
+    def write() -> None:
+        published.write(clock.offset)
+
+    write()
+    clock.on_advance(write)
+    exit_stack.callback(clock.remove_listener, write)
+    return published.path

@@ -7,11 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
-from functions_shared.offset_clock import ClockReadError, RemoteOffsetClock
+from functions_shared.offset_clock import ClockReadError, OffsetFile, RemoteOffsetClock
 from workers.common.clock import SystemClock, clock_from_settings
 from workers.common.settings import Role, SettingsError, load_settings
 
@@ -144,3 +145,58 @@ def test_workers_clock_from_settings_follows_workers_clock_url() -> None:
     assert isinstance(remote, RemoteOffsetClock) and remote.url == URL
     with pytest.raises(SettingsError, match="WORKERS_CLOCK_URL"):
         load_settings(Role.API, {**env, "WORKERS_CLOCK_URL": "ftp://clock"})
+
+
+def test_workers_remote_clock_reads_a_published_offset_file_instead_of_the_service(
+    tmp_path: Path,
+) -> None:
+    """One `pread` per call, still afresh: a move written to the file is seen at once."""
+    published = OffsetFile(tmp_path / "offset", writable=True)
+    published.write(3600)
+    service = ClockService(offset=0)
+    clock = RemoteOffsetClock(
+        URL,
+        client=httpx.Client(transport=httpx.MockTransport(service)),
+        offset_file=published.path,
+    )
+    assert 3599 < _ahead(clock) < 3601
+    published.write(7200)
+    assert 7199 < _ahead(clock) < 7201
+    assert service.requests == 0
+    clock.close()
+    published.close()
+
+
+def test_workers_remote_clock_falls_back_to_the_service_when_the_file_holds_nothing(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "offset"
+    empty.write_bytes(b"")
+    service = ClockService(offset=60)
+    clock = RemoteOffsetClock(
+        URL, client=httpx.Client(transport=httpx.MockTransport(service)), offset_file=empty
+    )
+    assert 59 < _ahead(clock) < 61
+    assert service.requests == 1
+    missing = RemoteOffsetClock(
+        URL,
+        client=httpx.Client(transport=httpx.MockTransport(service)),
+        offset_file=tmp_path / "absent",
+    )
+    assert 59 < _ahead(missing) < 61
+    clock.close()
+    missing.close()
+
+
+def test_workers_clock_file_setting_follows_the_clock_url() -> None:
+    """WORKERS_CLOCK_FILE alone (no service to fall back to) is ignored: wall time."""
+    env = {
+        "SERVICEBUS_CONNECTION_SEND": "Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b",
+        "TOPIC_JOBS": "jobs",
+        "DATABASE_URL": "sqlite://",
+        "REDIS_URL": "memory://",
+        "WORKERS_CLOCK_FILE": "/tmp/offset",
+    }
+    assert load_settings(Role.API, env).clock_file == ""
+    with_url = load_settings(Role.API, {**env, "WORKERS_CLOCK_URL": URL})
+    assert with_url.clock_file == "/tmp/offset"

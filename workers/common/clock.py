@@ -55,7 +55,7 @@ class SystemClock:
 def clock_from_settings(settings: Settings) -> Clock:
     """The broker's clock when the settings name a clock service, else the system's."""
     if settings.clock_url:
-        return RemoteOffsetClock(settings.clock_url)
+        return RemoteOffsetClock(settings.clock_url, offset_file=settings.clock_file or None)
     return SystemClock()
 
 

@@ -106,6 +106,9 @@ class Settings:
     # A service answering {"offset_seconds": N} whose clock the apps follow (the harness
     # points it at the emulator's control API). Empty: wall time, as against Azure.
     clock_url: str = ""
+    # The same clock's offset in a file on this machine (the harness publishes it next to an
+    # in-process emulator): one read of a file per call instead of an HTTP round trip.
+    clock_file: str = ""
 
     @property
     def chat_endpoint(self) -> str:
@@ -238,6 +241,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         ops_alert_webhook_url=get("OPS_ALERT_WEBHOOK_URL"),
         ops_alert_emails=_emails(role, env, invalid),
         clock_url=get("WORKERS_CLOCK_URL"),
+        clock_file=get("WORKERS_CLOCK_FILE") if get("WORKERS_CLOCK_URL") else "",
     )
     if missing or invalid:
         raise SettingsError(role, missing, invalid)
