@@ -6,10 +6,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-import httpx
-
 from harness.console import InvocationsPanel, QueryPanel, parse_invocation_line
-from harness.system import LocalSystem, SystemPorts
 
 HOST_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # harness/host/__main__.py
 
@@ -69,28 +66,3 @@ def test_a_query_panel_reads_its_table_and_says_when_it_cannot(tmp_path: Path) -
     broken = QueryPanel("Jobs", f"sqlite:///{tmp_path}/none.db", "SELECT * FROM jobs", ("x",))
     note = broken.read_now().note
     assert "cannot read" in note and "no such table" in note
-
-
-def test_the_local_system_shows_its_jobs_and_runs_on_the_console() -> None:
-    with LocalSystem(provider="local", ports=SystemPorts(0, 0, 0)) as system:
-        assert system.api is not None and system.stack is not None
-        emulator = system.stack.emulator
-        assert emulator is not None
-        assert any("console" in line and emulator.console_url in line for line in system.describe())
-        with httpx.Client(base_url=system.api.url, timeout=10) as api:
-            created = api.post(
-                "/api/jobs/chat-suggestions",
-                json={"creatorId": "creator-console", "fanMessage": "hello"},
-            )
-            assert created.status_code == 200, created.text
-        job_id = created.json()["jobId"]
-        system.hosts["jobs"].wait_for_invocations(1, function="ChatSuggestionsWorker", timeout=30)
-        assert system.jobs_panel is not None
-        system.jobs_panel.read_now()
-        with httpx.Client(base_url=emulator.console_url) as console:
-            jobs = console.get("/panels/jobs").text
-            assert job_id in jobs and "completed" in jobs
-            runs = console.get("/panels/invocations").text
-            assert "ChatSuggestionsWorker" in runs and "succeeded" in runs
-            page = console.get("").text
-            assert 'hx-get="/console/panels/jobs"' in page

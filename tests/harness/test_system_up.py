@@ -30,6 +30,22 @@ def test_local_system_runs_a_job_to_completed() -> None:
         status = api.get(f"/api/jobs/{job_id}").json()
         assert status["status"] == "completed", status
         assert system.ai is not None and system.ai.calls, "the AI stand-in was not called"
+        _the_console_shows_the_job_and_its_run(system, job_id)
+
+
+def _the_console_shows_the_job_and_its_run(system: LocalSystem, job_id: str) -> None:
+    """The emulator's web console carries the harness's tables (docs/console.md)."""
+    assert system.stack is not None and system.stack.emulator is not None
+    emulator = system.stack.emulator
+    assert any(emulator.console_url in line for line in system.describe())
+    assert system.jobs_panel is not None
+    system.jobs_panel.read_now()  # the panel's thread reads every 2 s; read now instead
+    with httpx.Client(base_url=emulator.console_url) as console:
+        jobs = console.get("/panels/jobs").text
+        assert job_id in jobs and "completed" in jobs
+        runs = console.get("/panels/invocations").text
+        assert "ChatSuggestionsWorker" in runs and "succeeded" in runs
+        assert 'hx-get="/console/panels/jobs"' in console.get("").text
 
 
 UP = [sys.executable, "-m", "harness", "up"]
