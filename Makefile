@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins,harness,stack,load]'
+	$(BIN)/python -m pip install --quiet -e '.[test,workers,standins,harness,stack,load,profile]'
 	touch $(STAMP)
 
 $(COMPAT_STAMP): pyproject.toml
@@ -115,6 +115,16 @@ LOAD_HOST ?= http://127.0.0.1:8000
 LOAD_ARGS ?=
 load: setup
 	$(BIN)/locust -f load/ --host $(LOAD_HOST) $(LOAD_ARGS)
+
+## profile: CPU seconds per completed job per component (emulator, job API, stand-ins, each
+##          host, Locust) under a fixed Locust load, median of PROFILE_REPEATS runs, with
+##          py-spy hot spots; PROFILE_ARGS='--baseline REF' also profiles REF, interleaved,
+##          for before/after in one run; writes .data/profile/profile.{json,md} (docs/load.md)
+.PHONY: profile
+PROFILE_REPEATS ?= 3
+PROFILE_ARGS ?= --hot-spots
+profile: setup
+	$(BIN)/python scripts/profile.py --repeats $(PROFILE_REPEATS) $(PROFILE_ARGS)
 
 run: setup
 	$(BIN)/sbemu --config config/Config.json --port $(SB_PORT) --admin-port $(ADMIN_PORT)

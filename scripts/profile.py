@@ -58,6 +58,18 @@ THREAD_COMPONENTS = (
     ("console-query", "console jobs panel"),
     ("MainThread", "harness main thread"),
 )
+# Frames on top of a thread that waits (py-spy --nonblocking counts some waits as active):
+# left out, so the percentages are of the samples where the component worked.
+IDLE_FRAMES = frozenset(
+    {"select", "EpollSelector.select", "poll", "wait", "Condition.wait", "accept", "_worker"}
+    | {"SyncStream.read", "_serve", "recv", "recv_into", "sleep"}
+)
+# Frames under every sample of a thread or loop: no news in the inclusive list.
+PLUMBING_FRAMES = frozenset(
+    {"Thread.run", "Thread._bootstrap", "Thread._bootstrap_inner", "BaseEventLoop.run_forever"}
+    | {"BaseEventLoop._run_once", "Handle._run", "_LoopThread._run", "run", "Runner.run"}
+    | {"BaseEventLoop.run_until_complete", "ServerThread._run", "ServiceBusEmulator._run"}
+)
 PENDING_JOBS = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'processing')"
 COMPLETED_JOBS = "SELECT count(*) FROM jobs WHERE status = 'completed'"
 
@@ -276,25 +288,23 @@ def hot_spots(spy_dir: Path, top: int) -> dict[str, dict[str, list[tuple[str, fl
     for path in sorted(spy_dir.glob("*.speedscope.json")):
         process = path.name.removesuffix(".speedscope.json")
         data = json.loads(path.read_text())
-        frames = [
-            f"{f['name']} ({_short(f.get('file', ''))}:{f.get('line', '')})"
-            for f in data["shared"]["frames"]
-        ]
-        per: dict[str, tuple[Counter[str], Counter[str], list[int]]] = {}
+        frames = [f"{f['name']} ({_short(f.get('file', ''))})" for f in data["shared"]["frames"]]
+        per: dict[str, tuple[Counter[str], Counter[str], list[float]]] = {}
         for profile in data["profiles"]:
             component = (
                 f"{process} host" if process != "harness" else _spy_component(profile, names)
             )
-            own, total, count = per.setdefault(component, (Counter(), Counter(), [0]))
+            own, total, count = per.setdefault(component, (Counter(), Counter(), [0.0]))
             for stack, weight in zip(profile["samples"], profile["weights"], strict=False):
-                if not stack:
+                if not stack or data["shared"]["frames"][stack[-1]]["name"] in IDLE_FRAMES:
                     continue
-                count[0] += int(weight)
+                count[0] += weight
                 own[frames[stack[-1]]] += weight
-                for index in set(stack):
-                    total[frames[index]] += weight
+                for frame in {frames[i] for i in stack}:
+                    if frame.split(" ")[0] not in PLUMBING_FRAMES:
+                        total[frame] += weight
         for component, (own, total, count) in per.items():
-            n = max(count[0], 1)
+            n = max(count[0], 1e-9)
             out[component] = {
                 "self": [(f, round(100 * w / n, 1)) for f, w in own.most_common(top)],
                 "total": [(f, round(100 * w / n, 1)) for f, w in total.most_common(top)],
@@ -448,8 +458,10 @@ def markdown(report: dict[str, Any]) -> str:
         + "\n"
     )
     for component, spots in report.get("hot_spots", {}).items():
-        text += f"\n### {component}: % of samples on top (self)\n\n"
+        text += f"\n### {component}: % of its working samples\n\non top (self):\n\n"
         text += "\n".join(f"- {pct}% {frame}" for frame, pct in spots["self"]) + "\n"
+        text += "\non the stack (inclusive):\n\n"
+        text += "\n".join(f"- {pct}% {frame}" for frame, pct in spots["total"]) + "\n"
     return text
 
 
