@@ -44,7 +44,12 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     finally:
         from .hosts import closing_hosts
 
-        closing_hosts.wait()  # hosts of the last tests close their links while it still runs
+        # Hosts of the last tests close their links while the stack still runs.
+        left = closing_hosts.wait()
+        if left:
+            log.warning(
+                "%d host close(s) still running after 10 s: stopping the stack under them", left
+            )
         started.stop()
 
 
