@@ -307,7 +307,9 @@ class Reproducer:
         if self.capture is not None:
             self.capture.host = f"funchost-{host.name}-"
             self.capture.take()
-        already = {i.id for h in self.hosts for i in h.invocations}
+        # runs from before this send (an earlier reproduction of the same message among them)
+        # are neither followed nor reported; ids count per host
+        earlier = {h: {i.id for i in h.invocations} for h in self.hosts}
         scheduled_before = self._scheduled(source.entity)
         try:
             message = record.to_message()
@@ -316,13 +318,15 @@ class Reproducer:
         except Exception as exc:  # the SDK's errors and what to_message refuses
             return Reproduction(record, function, "not-sent", f"{type(exc).__name__}: {exc}")
         reproduction = Reproduction(record, function, "no-run")
-        self._follow(reproduction, host, source.entity, record.message_id, scheduled_before)
+        self._follow(
+            reproduction, host, source.entity, record.message_id, scheduled_before, earlier[host]
+        )
         reproduction.also_ran = sorted(
             {
                 i.function
-                for h in self.hosts
+                for h, before in earlier.items()
                 for i in h.invocations
-                if i.id not in already and i.function != function
+                if i.id not in before and i.function != function
             }
         )
         return reproduction
@@ -334,9 +338,10 @@ class Reproducer:
         entity: str,
         message_id: str | None,
         scheduled_before: set[int],
+        runs_before: set[int],
     ) -> None:
         function = reproduction.function
-        seen: set[int] = set()
+        seen = set(runs_before)
         for _ in range(self.follow):
             run = self._next_run(host, function, message_id, seen)
             if run is None:

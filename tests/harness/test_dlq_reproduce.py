@@ -211,6 +211,23 @@ def test_a_fault_on_the_first_call_only_retries_once_and_completes(
     assert [a.ai_calls[0]["status"] for a in result.attempts] == [503, 200]
 
 
+def test_a_dead_letter_reproduced_again_is_followed_on_its_new_runs(
+    reproducer: Reproducer,
+) -> None:
+    """The same message id ran before: those runs are history, not this reproduction's."""
+    record = chat_record(GOOD)
+    reproducer.ai_plan = AIFaultPlan.parse("malformed")
+    died = reproducer.reproduce(record)
+    assert (died.result, died.reason) == ("dead-lettered", "AI_BAD_OUTPUT"), died.headline()
+    reproducer.ai_plan = AIFaultPlan.parse("503:1")
+    again = reproducer.reproduce(record)
+    assert again.result == "completed" and len(again.attempts) == 2, again.headline()
+    assert [a.ai_calls[0]["status"] for a in again.attempts] == [503, 200]
+    assert again.also_ran == sorted(
+        {"MetricsWorker", "NotifyEmailWorker", "NotifySignalRWorker", "NotifyWebhookWorker"}
+    )
+
+
 def test_a_retry_not_followed_is_reported_and_cancelled(reproducer: Reproducer) -> None:
     reproducer.ai_plan, reproducer.follow = AIFaultPlan.parse("429"), 1
     try:
