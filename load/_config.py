@@ -83,7 +83,7 @@ JOBS: dict[str, JobKind] = {kind.route: kind for kind in JOB_KINDS}
 class Targets:
     """What a run must show to pass. Latencies in milliseconds, ratios in 0..1."""
 
-    api_p95_ms: float = 500.0
+    api_p95_ms: float = 200.0
     api_p99_ms: float = 1000.0
     max_api_failure_ratio: float = 0.01
     max_job_failure_ratio: float = 0.01
@@ -91,9 +91,48 @@ class Targets:
     job_p99_ms: dict[str, float] = field(
         default_factory=lambda: {kind.route: kind.deadline_s * 1000 for kind in JOB_KINDS}
     )
+    # p95 of time-to-completion where a creator waits on the answer: chat replies are
+    # typed into a live conversation, so a few seconds is the budget, not the 90 s deadline.
+    job_p95_ms: dict[str, float] = field(default_factory=lambda: {"chat-suggestions": 3000.0})
 
 
 DEFAULT_TARGETS = Targets()
+
+
+@dataclass(frozen=True)
+class SeedVolume:
+    """The seed's cost plan turned into a creator's pace.
+
+    The seed budgets about 5M Service Bus operations a month for its 50 beta users. Divided
+    by the operations one job costs (counted from the emulator's counters: the job's send,
+    its delivery and settlement, and each status event's send and its four subscribers'
+    deliveries and settlements) that is a few jobs per creator an hour; a peak hour carries
+    `peak_hour_factor` times the mean. Tier runs post at that peak pace.
+    """
+
+    operations_per_month: float = 5_000_000
+    users: int = 50
+    operations_per_job: float = 31.4
+    """Measured on `make up` (2026-12-07): 3,011 data operations for 96 jobs of the mix."""
+    peak_hour_factor: float = 3.0
+    month_s: float = 30 * 24 * 3600
+
+    @property
+    def jobs_per_user_per_s(self) -> float:
+        """At the peak hour."""
+        mean = self.operations_per_month / self.users / self.operations_per_job / self.month_s
+        return mean * self.peak_hour_factor
+
+    @property
+    def job_interval_s(self) -> float:
+        """Mean time from one job of a creator to their next, at the peak hour."""
+        return 1.0 / self.jobs_per_user_per_s
+
+    def jobs_per_s(self, users: int) -> float:
+        return users * self.jobs_per_user_per_s
+
+
+SEED_VOLUME = SeedVolume()
 
 
 @dataclass(frozen=True)

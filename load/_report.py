@@ -218,6 +218,10 @@ def evaluate(summary: RunSummary, targets: Targets) -> list[Check]:
         )
     for route, job in summary.jobs.items():
         checks.append(Check(f"{route} completed", ">= 1", str(job.completed), job.completed >= 1))
+        if route in targets.job_p95_ms:
+            checks.append(
+                _at_most(f"{route} p95", job.latency.p95_ms, targets.job_p95_ms[route], _ms)
+            )
         if route in targets.job_p99_ms:
             checks.append(
                 _at_most(f"{route} p99", job.latency.p99_ms, targets.job_p99_ms[route], _ms)

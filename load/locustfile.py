@@ -34,8 +34,15 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from load import _distributed  # noqa: E402
-from load._config import DEFAULT_HOST, DEFAULT_TARGETS, JOBS, TIERS, JobKind  # noqa: E402
+from load import _distributed, _stress  # noqa: E402
+from load._config import (  # noqa: E402
+    DEFAULT_HOST,
+    DEFAULT_TARGETS,
+    JOBS,
+    SEED_VOLUME,
+    TIERS,
+    JobKind,
+)
 from load._report import (  # noqa: E402
     JOB_REQUEST_TYPE,
     JOB_ROUTE_PREFIX,
@@ -55,6 +62,10 @@ BUSY_REQUEST_TYPE = "BUSY"
 """A 503 + Retry-After from the job API: counted apart, the POST is tried again after it."""
 BUSY_RETRIES = 5
 DEFAULT_THINK_TIME_S = 6.0
+PACES = ("seed", "busy")
+"""`seed`: a job every SEED_VOLUME.job_interval_s on average (Poisson), polled with backoff;
+`busy`: the next job a think time after the last one ended, polled every --poll-interval."""
+SEED_POLL_FIRST_S, SEED_POLL_MAX_S = 0.5, 8.0
 
 
 class JobFailed(Exception):
@@ -79,6 +90,33 @@ def add_arguments(parser: Any) -> None:
         help="run this capacity tier's shape: ramp, hold, stop (-u/-r are then ignored). "
         "Without it, -u/-r/-t apply as usual.",
     )
+    parser.add_argument(
+        "--pace",
+        choices=PACES,
+        default=None,
+        env_var="LOAD_PACE",
+        help="seed: creators post at the seed's planned volume (a job every "
+        f"{SEED_VOLUME.job_interval_s:.0f}s each at the peak hour) and poll with backoff; "
+        "busy: a job a think time after the last ended. Default: seed with --tier, else busy",
+    )
+    parser.add_argument(
+        "--stress",
+        action="store_true",
+        default=False,
+        env_var="LOAD_STRESS",
+        include_in_web_ui=False,
+        help="raise busy creators step by step until a step breaks a limit, then report the "
+        "highest sustained jobs/s and what broke first (-u/-r are then ignored)",
+    )
+    for flag, default, what in (
+        ("--stress-start-users", 50, "users of the first stress step"),
+        ("--stress-step-users", 50, "users added each stress step"),
+        ("--stress-step-s", 60, "seconds each stress step lasts"),
+        ("--stress-max-users", 1000, "the stress run stops at this many users"),
+    ):
+        parser.add_argument(
+            flag, type=int, default=default, include_in_web_ui=False, help=f"{what} ({default})"
+        )
     parser.add_argument(
         "--capacity-report",
         metavar="PATH",
@@ -138,26 +176,56 @@ def distribute(environment: Environment, **_kwargs: Any) -> None:
     _distributed.install(environment, job_type=JOB_REQUEST_TYPE, busy_type=BUSY_REQUEST_TYPE)
 
 
+def pace(environment: Environment) -> str:
+    """The creators' pace: --pace, else seed for a tier run and busy otherwise."""
+    options = environment.parsed_options
+    chosen = getattr(options, "pace", None)
+    if getattr(options, "stress", False):
+        return "busy"
+    if chosen:
+        return str(chosen)
+    return "seed" if getattr(options, "tier", None) else "busy"
+
+
 @events.init.add_listener
-def select_tier(environment: Environment, **_kwargs: Any) -> None:
-    """Install the `--tier` shape (the master or the local runner drives shapes)."""
+def select_shape(environment: Environment, **_kwargs: Any) -> None:
+    """Install the `--tier` or `--stress` shape (the master or the local runner drives it)."""
     options = environment.parsed_options
     name = getattr(options, "tier", None)
-    if not name or isinstance(environment.runner, WorkerRunner):
+    stress = bool(getattr(options, "stress", False))
+    if not (name or stress) or isinstance(environment.runner, WorkerRunner):
         return
+    flag = "--stress" if stress else f"--tier {name}"
+    if stress and name:
+        log.warning("--stress replaces --tier %s", name)
+    if stress and getattr(options, "pace", None) == "seed":
+        log.warning("--stress runs busy creators: --pace seed ignored")
     ignored = [
-        flag
-        for flag, dest in (("-u", "num_users"), ("-r", "spawn_rate"))
+        given
+        for given, dest in (("-u", "num_users"), ("-r", "spawn_rate"))
         if getattr(options, dest, None)
     ]
     if ignored:
-        log.warning("--tier %s sets users and spawn rate: %s ignored", name, " and ".join(ignored))
+        log.warning("%s sets users and spawn rate: %s ignored", flag, " and ".join(ignored))
     if environment.shape_class is not None:
-        log.warning("--tier %s replaces shape %s", name, type(environment.shape_class).__name__)
-    shape = TierShape(TIERS[name], stop_after_s=getattr(options, "run_time", None) or None)
+        log.warning("%s replaces shape %s", flag, type(environment.shape_class).__name__)
+    stop_after = getattr(options, "run_time", None) or None
+    shape: TierShape | _stress.StressShape
+    if stress:
+        plan = _stress.StressPlan(
+            start_users=options.stress_start_users,
+            step_users=options.stress_step_users,
+            step_s=float(options.stress_step_s),
+            max_users=options.stress_max_users,
+        )
+        shape = _stress.StressShape(
+            plan, lambda: environment.stats.entries.values(), stop_after_s=stop_after
+        )
+    else:
+        shape = TierShape(TIERS[name], stop_after_s=stop_after)
     shape.runner = environment.runner
     environment.shape_class = shape
-    log.info("load %s", shape.describe())
+    log.info("load %s; creators' pace: %s", shape.describe(), pace(environment))
 
 
 def _sample_users(environment: Environment) -> None:
@@ -201,7 +269,12 @@ def report(environment: Environment, **_kwargs: Any) -> None:
         host=environment.host or CreatorUser.host,
     )
     result = build_report(summary, tier.targets if tier else DEFAULT_TARGETS, workers=workers)
-    print("\n" + render(result) + "\n", flush=True)
+    result["pace"] = pace(environment)
+    printed = render(result)
+    if isinstance(shape, _stress.StressShape):
+        result["stress"] = shape.run.to_dict()
+        printed += "\n\n" + _stress.render(result["stress"])
+    print("\n" + printed + "\n", flush=True)
     path = getattr(environment.parsed_options, "capacity_report", None)
     if path:
         log.info("capacity report written to %s", write(result, path))
@@ -218,8 +291,12 @@ class CreatorUser(HttpUser):
     def on_start(self) -> None:
         self.creator_id = f"creator-load-{uuid.uuid4().hex[:12]}"
         self.rng = random.Random()
+        self.pace = pace(self.environment)
+        self.next_job_at = 0.0
 
     def wait_time(self) -> float:
+        if self.pace == "seed":  # the next job was drawn when this one was posted
+            return max(0.0, self.next_job_at - time.perf_counter())
         mean = _option(self.environment, "think_time", DEFAULT_THINK_TIME_S)
         return self.rng.uniform(0.5 * mean, 1.5 * mean)
 
@@ -247,6 +324,8 @@ class CreatorUser(HttpUser):
             **kind.body(self.rng, video_url or f"{self.host.rstrip('/')}/healthz"),
         }
         started = time.perf_counter()
+        # Poisson arrivals at the seed's peak pace; a creator's first job comes on arrival.
+        self.next_job_at = started + self.rng.expovariate(SEED_VOLUME.jobs_per_user_per_s)
         for _ in range(BUSY_RETRIES + 1):
             with self.client.post(
                 JOB_ROUTE_PREFIX + kind.route, json=body, catch_response=True
@@ -278,13 +357,18 @@ class CreatorUser(HttpUser):
         )
 
     def follow(self, kind: JobKind, job_id: str, started: float) -> None:
-        """Poll as a creator app does (no push channel here) until the job ends or its
-        deadline passes; the deadline bounds how long one user stays on one job."""
-        poll = _option(self.environment, "poll_interval", DEFAULT_POLL_INTERVAL_S)
+        """Poll as a creator app does until the job ends or its deadline passes (the
+        deadline bounds how long one user stays on one job). At the seed pace the app backs
+        off (0.5 s, doubling, at most 8 s); the time to completion comes from the job's own
+        timestamps either way, so the poll interval does not blur it."""
+        fixed = _option(self.environment, "poll_interval", DEFAULT_POLL_INTERVAL_S)
+        poll = SEED_POLL_FIRST_S if self.pace == "seed" else fixed
         deadline = started + kind.deadline_s
         status = "pending"
         while True:
             gevent.sleep(max(0.0, min(poll, deadline - time.perf_counter())))
+            if self.pace == "seed":
+                poll = min(SEED_POLL_MAX_S, poll * 2)
             with self.client.get(
                 f"{JOB_ROUTE_PREFIX}{job_id}", name=POLL_NAME, catch_response=True
             ) as response:

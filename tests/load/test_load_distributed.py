@@ -23,7 +23,16 @@ from fake_job_api import COMPLETION, FakeJobApi
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "load")]
-FAST_USERS = ["--think-time", "0.2", "--poll-interval", "0.05", "--loglevel", "WARNING"]
+FAST_USERS = [
+    "--pace",
+    "busy",
+    "--think-time",
+    "0.2",
+    "--poll-interval",
+    "0.05",
+    "--loglevel",
+    "WARNING",
+]
 RUN_TIMEOUT_S = 90
 WORKER_EXIT_S = 2
 
