@@ -19,6 +19,14 @@ import uvicorn
 
 from emulator._lifecycle import Lifecycle
 
+KEEP_ALIVE_S = 75.0
+"""How long an idle keep-alive connection stays open. uvicorn's 5 s is shorter than a
+creator's think time, so under load a client reusing a connection raced the server closing
+it and got a reset instead of an answer; front ends such as Azure's keep idle connections
+for minutes. Clients (httpx: 5 s) still close theirs first."""
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before accept: a burst of users all connecting at once."""
+
 
 class _SignallingServer(uvicorn.Server):
     """uvicorn.Server that sets an Event once its sockets accept connections."""
@@ -112,7 +120,7 @@ class ServerThread(Lifecycle):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.requested_port))
-            sock.listen(128)
+            sock.listen(LISTEN_BACKLOG)
         except OSError:
             sock.close()
             raise
@@ -124,6 +132,7 @@ class ServerThread(Lifecycle):
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=self.graceful_timeout,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         ready = threading.Event()
         self._server = _SignallingServer(config, ready)
