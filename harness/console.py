@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from emulator.servicebus.console import PanelTable
+from harness.stack.services import sync_url
 
 if TYPE_CHECKING:
     from .host import FunctionsHost
@@ -203,7 +204,7 @@ class QueryPanel:
         """Read once, now (tests; the thread reads on its own)."""
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(_sync_url(self.database_url), pool_size=1)
+        engine = sqlalchemy.create_engine(sync_url(self.database_url), pool_size=1)
         try:
             self._read(engine)
         finally:
@@ -225,7 +226,7 @@ class QueryPanel:
     def _run(self) -> None:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(_sync_url(self.database_url), pool_size=1)
+        engine = sqlalchemy.create_engine(sync_url(self.database_url), pool_size=1)
         try:
             while not self._stop.is_set():
                 self._read(engine)
@@ -235,13 +236,6 @@ class QueryPanel:
 
     def table(self) -> PanelTable:
         return self._table
-
-
-def _sync_url(url: str) -> str:
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 def _first_line(exc: BaseException) -> str:

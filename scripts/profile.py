@@ -126,7 +126,7 @@ def single_run(args: argparse.Namespace) -> dict[str, Any]:
     import sqlalchemy
 
     from emulator.servicebus.admin.control_client import ControlClient
-    from harness.pytest_plugin.database import sync_url
+    from harness.stack.services import sync_url
     from harness.system import LocalSystem, SystemPorts
 
     system = LocalSystem(processes=True, ports=SystemPorts(0, 0, 0)).start()

@@ -11,18 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.stack.services import sync_url
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from harness.stack import Stack
-
-
-def sync_url(url: str) -> str:
-    """The psycopg (sync) driver URL for a plain `postgresql://` one; others unchanged."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 class Database:

@@ -34,6 +34,14 @@ POSTGRES_IMAGE = "postgres:16-alpine"
 REDIS_IMAGE = "redis:7-alpine"
 
 
+def sync_url(url: str) -> str:
+    """The psycopg (sync) driver URL for a plain `postgresql://` one; others unchanged."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 @dataclass(frozen=True)
 class ServerUrls:
     """What a backend provides: a maintenance database URL and a Redis URL, plus who."""

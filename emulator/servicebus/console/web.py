@@ -300,9 +300,7 @@ class Console:
         return self._notice(f"cancelled {cancelled} scheduled message(s) on {path}", changed=True)
 
     def _faults(self, request: HttpRequest) -> HttpResponse:
-        return self._render(
-            "_faults.html", faults=self.faults.rules, operations=OPERATIONS, effects=EFFECTS
-        )
+        return self._render_faults()
 
     def _add_fault(self, request: HttpRequest) -> HttpResponse:
         form = {k: v[0] for k, v in _form(request).items() if v and v[0].strip()}
