@@ -345,7 +345,8 @@ class CreatorUser(HttpUser):
             return
 
     def _busy(self, kind: JobKind, wait: float) -> None:
-        """One 503 + Retry-After, counted apart (request type BUSY) from failures."""
+        """One 503 + Retry-After (to a post or a poll), counted apart (request type BUSY)
+        from failures."""
         self.environment.events.request.fire(
             request_type=BUSY_REQUEST_TYPE,
             name=kind.route,
@@ -372,7 +373,15 @@ class CreatorUser(HttpUser):
             with self.client.get(
                 f"{JOB_ROUTE_PREFIX}{job_id}", name=POLL_NAME, catch_response=True
             ) as response:
-                job = _json(response)
+                shed = _retry_after(response)
+                if shed is not None:  # a busy API: ask again when it said, not a failure
+                    response.success()
+                    job = None
+                else:
+                    job = _json(response)
+            if shed is not None:
+                self._busy(kind, shed)
+                gevent.sleep(min(shed, max(0.0, deadline - time.perf_counter())))
             if job is not None:
                 status = str(job.get("status"))
                 if status in TERMINAL:

@@ -42,6 +42,10 @@ class FakeClient:
         self.posts += 1
         yield self.responses.pop(0)
 
+    @contextlib.contextmanager
+    def get(self, path: str, **kwargs: Any) -> Iterator[FakeResponse]:
+        yield self.responses.pop(0)
+
 
 def _user(client: FakeClient) -> tuple[Any, list[float], list[str]]:
     busy: list[float] = []
@@ -88,3 +92,29 @@ def test_it_gives_up_after_a_few_sheds(monkeypatch: pytest.MonkeyPatch) -> None:
     CreatorUser.run_job(user, JOBS["chat-suggestions"])
     assert client.posts == locustfile.BUSY_RETRIES + 1 and followed == []
     assert len(busy) == client.posts
+
+
+@pytest.mark.parametrize("pace", ["busy", "seed"])
+def test_a_shed_poll_waits_its_retry_after_and_is_not_a_failure(
+    monkeypatch: pytest.MonkeyPatch, pace: str
+) -> None:
+    """Past capacity the API sheds status reads too: the app asks again when told."""
+    slept: list[float] = []
+    monkeypatch.setattr(locustfile.gevent, "sleep", slept.append)
+    shed = FakeResponse(503, {"Retry-After": "2"})
+    done = FakeResponse(
+        200,
+        body={
+            "status": "completed",
+            "createdAt": "2026-12-07T10:00:00+00:00",
+            "updatedAt": "2026-12-07T10:00:01.5+00:00",
+        },
+    )
+    user, busy, _ = _user(FakeClient(shed, done))
+    recorded: list[tuple[float, Exception | None]] = []
+    user.pace = pace
+    user.environment.parsed_options.poll_interval = 1.0
+    user._record = lambda kind, job_id, ms, error: recorded.append((ms, error))
+    CreatorUser.follow(user, JOBS["chat-suggestions"], "job_1", locustfile.time.perf_counter())
+    assert shed.outcome == "success" and busy == [2.0]
+    assert 2.0 in slept and recorded == [(1500.0, None)]
