@@ -64,7 +64,7 @@ class Limits:
     max_failure_ratio: float = 0.01
     """Failed API requests (not sheds) and failed or late jobs, each."""
     max_shed_ratio: float = 0.05
-    """POSTs answered 503 + Retry-After: the API saying it is full."""
+    """Requests answered 503 + Retry-After: the API saying it is full."""
     api_p95_ms: float = 2000.0
     job_p95_ms: float = 30_000.0
     """A third of the chat deadline: past it, jobs are queueing, not being served."""
@@ -76,7 +76,7 @@ class Limits:
         if window.job_failure_ratio > self.max_failure_ratio:
             reasons.append(f"job failures {window.job_failure_ratio:.1%}")
         if window.shed_ratio > self.max_shed_ratio:
-            reasons.append(f"API shed {window.shed_ratio:.1%} of posts (503)")
+            reasons.append(f"API shed {window.shed_ratio:.1%} of requests (503)")
         if window.api_p95_ms is not None and window.api_p95_ms > self.api_p95_ms:
             reasons.append(f"API p95 {window.api_p95_ms:.0f} ms")
         if window.job_p95_ms is not None and window.job_p95_ms > self.job_p95_ms:
@@ -191,7 +191,7 @@ class Window:
 
     @property
     def shed_ratio(self) -> float:
-        return self.sheds / self.posts if self.posts else 0.0
+        return self.sheds / self.api_requests if self.api_requests else 0.0
 
 
 @dataclass

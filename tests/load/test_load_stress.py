@@ -75,7 +75,7 @@ def test_a_step_is_judged_on_its_own_window_not_the_whole_run() -> None:
 @pytest.mark.parametrize(
     ("traffic", "reason"),
     [
-        ({"jobs": 100, "sheds": 20}, "API shed 16.7% of posts (503)"),
+        ({"jobs": 100, "sheds": 20}, "API shed 6.2% of requests (503)"),
         ({"jobs": 100, "api_ms": 2500}, "API p95 2500 ms"),
         ({"jobs": 0}, "no job completed"),
     ],
@@ -105,22 +105,22 @@ def test_the_shape_steps_up_until_a_step_breaks_then_reports_what_held() -> None
     shape = StressShape(plan, run.entries, clock=run.clock)
     assert is_shape_class(StressShape) is False  # hidden from Locust's discovery
     asked = []
-    for second, jobs, sheds in ((0, 300, 0), (60, 600, 0), (120, 700, 40)):
+    for second, jobs, sheds in ((0, 300, 0), (60, 600, 0), (120, 700, 150)):
         for tick in range(60):
             run.now = 100.0 + second + tick
             asked.append(shape.tick())
         run.step(jobs=jobs, sheds=sheds)
     run.now = 100.0 + 180
-    assert shape.tick() is None  # the third step shed 5.4 % of its posts
+    assert shape.tick() is None  # the third step shed 6.7 % of its requests
     assert {a[0] for a in asked if a} == {50, 100, 150}
     report = shape.run.to_dict()
     assert (report["sustained_jobs_per_s"], report["sustained_users"]) == (10.0, 100)
     assert report["broke_at_users"] == 150 and report["broke_by"] == [
-        "API shed 5.4% of posts (503)"
+        "API shed 6.7% of requests (503)"
     ]
     printed = render(report)
     assert "sustained: 10.00 jobs/s at 100 users" in printed
-    assert "broke first at 150 users: API shed 5.4% of posts (503)" in printed
+    assert "broke first at 150 users: API shed 6.7% of requests (503)" in printed
 
 
 def test_the_shape_stops_at_its_ceiling_and_at_minus_t() -> None:
