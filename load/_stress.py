@@ -159,9 +159,12 @@ class Window:
     jobs_completed: int
     jobs_failed: int
     job_p95_ms: float | None
+    from_s: float = 0.0
+    """When the step began, in seconds from the start of the run."""
 
     @classmethod
-    def between(cls, start: Snapshot, end: Snapshot, users: int) -> Window:
+    def between(cls, start: Snapshot, end: Snapshot, users: int, origin: float = 0.0) -> Window:
+        """The step from `start` to `end`; `origin` is the run's start on the same clock."""
         api, jobs = end.api.minus(start.api), end.jobs.minus(start.jobs)
         return cls(
             users=users,
@@ -174,6 +177,7 @@ class Window:
             jobs_completed=jobs.requests - jobs.failures,
             jobs_failed=jobs.failures,
             job_p95_ms=jobs.p95(),
+            from_s=start.at - origin,
         )
 
     @property
@@ -227,6 +231,7 @@ class StressRun:
             "steps": [
                 {
                     "users": w.users,
+                    "from_s": round(w.from_s, 1),
                     "seconds": round(w.seconds, 1),
                     "jobs_per_s": round(w.jobs_per_s, 2),
                     "api_requests": w.api_requests,
@@ -326,7 +331,8 @@ class StressShape(LoadTestShape):
         if step > self._step:
             users = self.plan.users_at(self._step * self.plan.step_s)
             end = Snapshot.of(self._entries(), now)
-            broke = self.run.add(Window.between(self._step_start, end, users))
+            window = Window.between(self._step_start, end, users, origin=self.start_time)
+            broke = self.run.add(window)
             if broke or users >= self.plan.max_users:
                 return None
             self._step, self._step_start = step, end

@@ -115,6 +115,7 @@ def test_the_shape_steps_up_until_a_step_breaks_then_reports_what_held() -> None
     assert {a[0] for a in asked if a} == {50, 100, 150}
     report = shape.run.to_dict()
     assert (report["sustained_jobs_per_s"], report["sustained_users"]) == (10.0, 100)
+    assert [step["from_s"] for step in report["steps"]] == [0.0, 60.0, 120.0]
     assert report["broke_at_users"] == 150 and report["broke_by"] == [
         "API shed 6.7% of requests (503)"
     ]
