@@ -19,10 +19,14 @@ from locust.stats import StatsError, calculate_response_time_percentile
 from ._config import JOB_KINDS, Targets
 
 JOB_REQUEST_TYPE = "JOB"
+BUSY_REQUEST_TYPE = "BUSY"
+"""A 503 + Retry-After from the job API: counted apart, the request is made again after it."""
 JOB_ROUTE_PREFIX = "/api/jobs/"
 
 
-class _Entry(Protocol):
+class StatsRow(Protocol):
+    """What the report reads of a Locust StatsEntry (tests pass plain objects)."""
+
     name: str
     method: str
     num_requests: int
@@ -39,7 +43,7 @@ class _Error(Protocol):
 
 class _Stats(Protocol):
     @property
-    def entries(self) -> Mapping[tuple[str, str], _Entry]: ...
+    def entries(self) -> Mapping[tuple[str, str], StatsRow]: ...
 
     @property
     def errors(self) -> Mapping[str, _Error]: ...
@@ -60,7 +64,7 @@ class Latency:
         return self.failures / self.count if self.count else None
 
     @classmethod
-    def of(cls, entries: Iterable[_Entry]) -> Latency:
+    def of(cls, entries: Iterable[StatsRow]) -> Latency:
         times: Counter[int] = Counter()
         count = failures = 0
         for entry in entries:
@@ -146,7 +150,7 @@ def summarize(
     host: str | None = None,
 ) -> RunSummary:
     """Reduce Locust's stats of one run to a RunSummary."""
-    entries: list[_Entry] = [e for e in stats.entries.values() if e.num_requests]
+    entries: list[StatsRow] = [e for e in stats.entries.values() if e.num_requests]
     api_entries = [e for e in entries if e.method != JOB_REQUEST_TYPE]
     api = Latency.of(api_entries)
     endpoints = {f"{e.method} {e.name}": Latency.of([e]) for e in api_entries}

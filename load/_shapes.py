@@ -14,7 +14,29 @@ RAMP_STEP_S = 1.0
 """How far ahead of the ramp each tick's target is (Locust ticks shapes once a second)."""
 
 
-class TierShape(LoadTestShape):
+class TimedShape(LoadTestShape):
+    """What the load shapes share: a clock of their own (tests pass a fake one) and Locust's
+    `-t` as `stop_after_s`, which Locust does not apply to shape runs itself."""
+
+    abstract = True
+
+    def __init__(self, clock: Callable[[], float], stop_after_s: float | None) -> None:
+        self.stop_after_s = stop_after_s
+        self._clock = clock
+        super().__init__()
+        self.reset_time()
+
+    def reset_time(self) -> None:
+        self.start_time = self._clock()
+
+    def get_run_time(self) -> float:
+        return self._clock() - self.start_time
+
+    def cut_note(self) -> str:
+        return "" if self.stop_after_s is None else f" (cut at {self.stop_after_s:g}s by -t)"
+
+
+class TierShape(TimedShape):
     """Ramp to the tier's users at its spawn rate, hold until `ramp_s + hold_s`, stop;
     sooner at `stop_after_s` (Locust's `-t`, which it does not apply to shape runs itself).
 
@@ -32,16 +54,7 @@ class TierShape(LoadTestShape):
         stop_after_s: float | None = None,
     ) -> None:
         self.tier = tier
-        self.stop_after_s = stop_after_s
-        self._clock = clock
-        super().__init__()
-        self.reset_time()
-
-    def reset_time(self) -> None:
-        self.start_time = self._clock()
-
-    def get_run_time(self) -> float:
-        return self._clock() - self.start_time
+        super().__init__(clock, stop_after_s)
 
     def tick(self) -> tuple[int, float] | None:
         end = self.tier.duration_s
@@ -58,8 +71,7 @@ class TierShape(LoadTestShape):
 
     def describe(self) -> str:
         tier = self.tier
-        cut = "" if self.stop_after_s is None else f" (cut at {self.stop_after_s:g}s by -t)"
         return (
             f"tier {tier.name}: ramp to {tier.users} users in {tier.ramp_s:g}s "
-            f"({tier.spawn_rate:.2f}/s), hold {tier.hold_s:g}s, stop{cut}"
+            f"({tier.spawn_rate:.2f}/s), hold {tier.hold_s:g}s, stop{self.cut_note()}"
         )

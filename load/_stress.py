@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from locust import LoadTestShape
+from locust.stats import calculate_response_time_percentile
 
-JOB_TYPE = "JOB"
-BUSY_TYPE = "BUSY"
-
-
-class _Entry(Protocol):
-    method: str | None
-    name: str
-    num_requests: int
-    num_failures: int
-    response_times: Mapping[int, int]
+from ._report import BUSY_REQUEST_TYPE, JOB_REQUEST_TYPE, StatsRow
+from ._shapes import TimedShape
 
 
 @dataclass(frozen=True)
@@ -86,22 +79,26 @@ class Limits:
         return reasons
 
 
+_NOT_HTTP = (JOB_REQUEST_TYPE, BUSY_REQUEST_TYPE)
+"""Stats rows that are not API calls: jobs followed to their end, and sheds."""
+
+
 @dataclass(frozen=True)
 class _Counts:
+    """Cumulative counts of some stats entries: two of them subtract to a step's window."""
+
     requests: int
     failures: int
     times: dict[int, int]
 
     @classmethod
-    def of(cls, entries: Iterable[_Entry]) -> _Counts:
-        requests = failures = 0
-        times: dict[int, int] = {}
-        for entry in entries:
-            requests += entry.num_requests
-            failures += entry.num_failures
-            for ms, n in entry.response_times.items():
-                times[ms] = times.get(ms, 0) + n
-        return cls(requests, failures, times)
+    def of(cls, entries: Iterable[StatsRow]) -> _Counts:
+        listed = list(entries)
+        times: Counter[int] = Counter()
+        for entry in listed:
+            times.update(entry.response_times)
+        requests = sum(e.num_requests for e in listed)
+        return cls(requests, sum(e.num_failures for e in listed), dict(times))
 
     def minus(self, earlier: _Counts) -> _Counts:
         times = {ms: n - earlier.times.get(ms, 0) for ms, n in self.times.items()}
@@ -112,15 +109,9 @@ class _Counts:
         )
 
     def p95(self) -> float | None:
+        """With Locust's rounding, as the rest of the report."""
         total = sum(self.times.values())
-        if total == 0:
-            return None
-        rank, seen = math.ceil(0.95 * total), 0
-        for ms in sorted(self.times):
-            seen += self.times[ms]
-            if seen >= rank:
-                return float(ms)
-        return float(max(self.times))
+        return calculate_response_time_percentile(self.times, total, 0.95) if total else None
 
 
 @dataclass(frozen=True)
@@ -134,14 +125,16 @@ class Snapshot:
     jobs: _Counts
 
     @classmethod
-    def of(cls, entries: Iterable[_Entry], at: float) -> Snapshot:
+    def of(cls, entries: Iterable[StatsRow], at: float) -> Snapshot:
         listed = list(entries)
         return cls(
             at=at,
-            api=_Counts.of(e for e in listed if e.method not in (JOB_TYPE, BUSY_TYPE)),
+            api=_Counts.of(
+                e for e in listed if e.method not in (JOB_REQUEST_TYPE, BUSY_REQUEST_TYPE)
+            ),
             posts=sum(e.num_requests for e in listed if e.method == "POST"),
-            sheds=sum(e.num_requests for e in listed if e.method == BUSY_TYPE),
-            jobs=_Counts.of(e for e in listed if e.method == JOB_TYPE),
+            sheds=sum(e.num_requests for e in listed if e.method == BUSY_REQUEST_TYPE),
+            jobs=_Counts.of(e for e in listed if e.method == JOB_REQUEST_TYPE),
         )
 
 
@@ -281,7 +274,7 @@ def render(stress: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class StressShape(LoadTestShape):
+class StressShape(TimedShape):
     """Step the users up by the plan; judge each step when it ends; stop at the first break
     (or at `-t`, which Locust does not apply to shape runs itself).
 
@@ -294,7 +287,7 @@ class StressShape(LoadTestShape):
     def __init__(
         self,
         plan: StressPlan,
-        entries: Callable[[], Iterable[_Entry]],
+        entries: Callable[[], Iterable[StatsRow]],
         *,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -302,25 +295,18 @@ class StressShape(LoadTestShape):
     ) -> None:
         self.plan = plan
         self.run = StressRun(limits or Limits())
-        self.stop_after_s = stop_after_s
         self._entries = entries
-        self._clock = clock
         self._step = 0
         self._step_start: Snapshot | None = None
-        super().__init__()
-        self.reset_time()
+        super().__init__(clock, stop_after_s)
 
     def reset_time(self) -> None:
-        self.start_time = self._clock()
+        super().reset_time()
         self._step, self._step_start = 0, None
         self.run.steps.clear()
 
-    def get_run_time(self) -> float:
-        return self._clock() - self.start_time
-
     def describe(self) -> str:
-        cut = "" if self.stop_after_s is None else f" (cut at {self.stop_after_s:g}s by -t)"
-        return self.plan.describe() + cut
+        return self.plan.describe() + self.cut_note()
 
     def tick(self) -> tuple[int, float] | None:
         elapsed = self.get_run_time()

@@ -44,6 +44,7 @@ from load._config import (  # noqa: E402
     JobKind,
 )
 from load._report import (  # noqa: E402
+    BUSY_REQUEST_TYPE,
     JOB_REQUEST_TYPE,
     JOB_ROUTE_PREFIX,
     build_report,
@@ -58,8 +59,6 @@ log = logging.getLogger("load")
 TERMINAL = ("completed", "failed")
 POLL_NAME = JOB_ROUTE_PREFIX + "[jobId]"
 DEFAULT_POLL_INTERVAL_S = 1.0
-BUSY_REQUEST_TYPE = "BUSY"
-"""A 503 + Retry-After from the job API: counted apart, the POST is tried again after it."""
 BUSY_RETRIES = 5
 DEFAULT_THINK_TIME_S = 6.0
 PACES = ("seed", "busy")
