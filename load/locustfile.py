@@ -365,22 +365,23 @@ class CreatorUser(HttpUser):
         poll = SEED_POLL_FIRST_S if self.pace == "seed" else fixed
         deadline = started + kind.deadline_s
         status = "pending"
+        wait = poll
         while True:
-            gevent.sleep(max(0.0, min(poll, deadline - time.perf_counter())))
+            gevent.sleep(max(0.0, min(wait, deadline - time.perf_counter())))
             if self.pace == "seed":
                 poll = min(SEED_POLL_MAX_S, poll * 2)
+            wait = poll
             with self.client.get(
                 f"{JOB_ROUTE_PREFIX}{job_id}", name=POLL_NAME, catch_response=True
             ) as response:
                 shed = _retry_after(response)
-                if shed is not None:  # a busy API: ask again when it said, not a failure
-                    response.success()
-                    job = None
-                else:
+                if shed is None:
                     job = _json(response)
+                else:  # a busy API: not a failure; the next poll comes when it said
+                    response.success()
+                    job, wait = None, shed
             if shed is not None:
                 self._busy(kind, shed)
-                gevent.sleep(min(shed, max(0.0, deadline - time.perf_counter())))
             if job is not None:
                 status = str(job.get("status"))
                 if status in TERMINAL:
