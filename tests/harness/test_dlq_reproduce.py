@@ -32,6 +32,10 @@ CHAT_DLQ = "huntaze-jobs/Subscriptions/chat-suggestions/$DeadLetterQueue"
 CHAT_LADDER = 5  # attempt 0 and four retries (3/10/30/120 s)
 
 
+EVENT_WORKERS = ["MetricsWorker", "NotifyEmailWorker", "NotifySignalRWorker", "NotifyWebhookWorker"]
+"""What a chat job's status events run besides the chat function, sorted."""
+
+
 def chat_record(payload: dict[str, Any], *, reason: str = "MaxRetriesExceeded") -> DeadLetterRecord:
     """A chat job's dead letter as an export holds it, with a job id of its own."""
     job_id = f"job_{uuid.uuid4().hex[:12]}"
@@ -192,9 +196,7 @@ def test_an_ai_outage_is_reproduced_over_the_whole_ladder_then_the_fix_shown(
     first_log = "\n".join(died.attempts[0].logs)
     assert "ProcessingError: RATE_LIMIT" in first_log  # the handled error's traceback
     assert "retry 1 in 3 s" in first_log
-    assert died.also_ran == sorted(
-        {"MetricsWorker", "NotifyEmailWorker", "NotifySignalRWorker", "NotifyWebhookWorker"}
-    )
+    assert died.also_ran == EVENT_WORKERS
 
     reproducer.ai_plan = AIFaultPlan.parse("ok")
     fixed = reproducer.reproduce(record)  # the failed job runs again: the replay marker
@@ -223,9 +225,7 @@ def test_a_dead_letter_reproduced_again_is_followed_on_its_new_runs(
     again = reproducer.reproduce(record)
     assert again.result == "completed" and len(again.attempts) == 2, again.headline()
     assert [a.ai_calls[0]["status"] for a in again.attempts] == [503, 200]
-    assert again.also_ran == sorted(
-        {"MetricsWorker", "NotifyEmailWorker", "NotifySignalRWorker", "NotifyWebhookWorker"}
-    )
+    assert again.also_ran == EVENT_WORKERS
 
 
 def test_a_retry_not_followed_is_reported_and_cancelled(reproducer: Reproducer) -> None:

@@ -46,7 +46,8 @@ class FakeRun:
     def step(self, *, jobs: int, api_ms: int = 20, job_ms: int = 1500, sheds: int = 0) -> None:
         """One step's worth of traffic: `jobs` posted, polled twice each, completed."""
         self.post.log(api_ms, jobs + sheds)
-        self.busy.log(1000, sheds) if sheds else None
+        if sheds:
+            self.busy.log(1000, sheds)
         self.poll.log(api_ms, 2 * jobs)
         self.job.log(job_ms, jobs)
 

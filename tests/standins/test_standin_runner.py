@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import threading
+import time
 
 import httpx
 import pytest
@@ -91,9 +93,6 @@ def test_standin_recorder_wait_for_reports_what_arrived() -> None:
 def _idle_seconds_until_closed(runner: ServerThread, wait: float) -> float | None:
     """One keep-alive request on a raw socket, then how long the idle connection lasts
     (None: still open after `wait`)."""
-    import http.client
-    import time
-
     connection = http.client.HTTPConnection("127.0.0.1", runner.port)
     connection.request("GET", "/ping")
     assert connection.getresponse().read() == b'{"pong":"yes"}'
