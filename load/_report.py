@@ -21,6 +21,9 @@ from ._config import JOB_KINDS, Targets
 JOB_REQUEST_TYPE = "JOB"
 BUSY_REQUEST_TYPE = "BUSY"
 """A 503 + Retry-After from the job API: counted apart, the request is made again after it."""
+NOT_API_TYPES = (JOB_REQUEST_TYPE, BUSY_REQUEST_TYPE)
+"""Stats rows that are not API calls: jobs followed to their end, and the waits sheds told
+(the shed response itself is an API row of its own)."""
 JOB_ROUTE_PREFIX = "/api/jobs/"
 
 
@@ -151,7 +154,7 @@ def summarize(
 ) -> RunSummary:
     """Reduce Locust's stats of one run to a RunSummary."""
     entries: list[StatsRow] = [e for e in stats.entries.values() if e.num_requests]
-    api_entries = [e for e in entries if e.method != JOB_REQUEST_TYPE]
+    api_entries = [e for e in entries if e.method not in NOT_API_TYPES]
     api = Latency.of(api_entries)
     endpoints = {f"{e.method} {e.name}": Latency.of([e]) for e in api_entries}
     per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: 0.0)

@@ -79,10 +79,6 @@ class Limits:
         return reasons
 
 
-_NOT_HTTP = (JOB_REQUEST_TYPE, BUSY_REQUEST_TYPE)
-"""Stats rows that are not API calls: jobs followed to their end, and sheds."""
-
-
 @dataclass(frozen=True)
 class _Counts:
     """Cumulative counts of some stats entries: two of them subtract to a step's window."""

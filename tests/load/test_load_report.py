@@ -208,6 +208,17 @@ def test_summarize_reads_locusts_stats() -> None:
     assert chat.latency.p99_ms == 90_000
 
 
+def test_the_waits_a_busy_api_told_are_not_api_requests() -> None:
+    """A BUSY row's "response time" is the Retry-After wait: in the API's figures it would
+    count each shed twice and put seconds of waiting into the API's percentiles."""
+    stats = RequestStats()
+    _log(stats, "POST", "/api/jobs/chat-suggestions", [10] * 19 + [12])
+    _log(stats, "BUSY", "chat-suggestions", [5000] * 5)
+    api = summarize(stats, duration_s=1.0, peak_users=1).api
+    assert (api.latency.count, api.latency.p99_ms) == (20, 12)
+    assert set(api.endpoints) == {"POST /api/jobs/chat-suggestions"}
+
+
 def test_api_percentiles_match_locusts_own_over_the_same_requests() -> None:
     """Merging endpoints gives what Locust would report for all of them in one entry."""
     posts, polls = [7, 8, 9, 120, 450], [3] * 40 + [30, 60, 900]
